@@ -1,0 +1,58 @@
+"""The `camxfer` command line: one subcommand per tool, each in its own module here.
+
+A subcommand module exposes `register(subparsers)`, which adds its parser and sets
+`handler=<function(args) -> int>`. This module only dispatches and turns `CamxferError`
+into one line on stderr plus an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from camxfer import __version__
+from camxfer.errors import CamxferError, ExitCode
+
+# Subcommand modules, in the order `camxfer --help` lists them.
+COMMANDS = ("send", "recv", "senders", "receivers", "trigger", "generate", "clear")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camxfer",
+        description="Move camera frames from ring-buffer folders to storage hosts, fast and whole.",
+        epilog="Run 'camxfer COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"camxfer {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show a full traceback when a command fails"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"camxfer.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"camxfer.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return ExitCode.USAGE
+    try:
+        return int(args.handler(args))
+    except CamxferError as exc:
+        if args.debug:
+            raise
+        print(f"camxfer {args.command}: error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return ExitCode.INTERRUPTED

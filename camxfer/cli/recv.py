@@ -1,0 +1,105 @@
+"""`camxfer recv`: run a receiver that lands files from senders under an output folder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+
+from camxfer.cli.common import port_number, positive_int
+from camxfer.errors import ExitCode
+from camxfer.logs import setup_logging
+from camxfer.recv.server import ListenSettings, ReceiverServer
+from camxfer.recv.session import ReceiverSettings
+
+log = logging.getLogger("camxfer.recv")
+
+EXAMPLES = """\
+examples:
+  camxfer recv --port 50001 --out-dir /srv/frames --workers 4 --use-dest-paths
+  camxfer recv --port 50001 --out-dir ./landed            # legacy: files land in ./landed
+
+Each file is written to a temporary name in its final folder, fsynced and linked into
+place, so a partially received file is never visible under its final name.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "recv",
+        help="receive files from senders and land them atomically",
+        description="Listen for camxfer senders and land their files, whole and durable, "
+        "under --out-dir.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--listen-ip", default="0.0.0.0",
+                        help="address to listen on (default: %(default)s, every interface)")
+    parser.add_argument("--port", type=port_number, required=True, help="TCP port to listen on")
+    parser.add_argument("--out-dir", type=Path, default=Path("./"),
+                        help="folder files land under (default: the current folder)")
+    parser.add_argument("--workers", type=positive_int, default=1,
+                        help="worker processes sharing the port (default: %(default)s)")
+    parser.add_argument("--reuseport", action="store_true",
+                        help="give each worker its own SO_REUSEPORT socket so the kernel spreads "
+                        "connections (default: workers share one listening socket)")
+    parser.add_argument("--use-dest-paths", action="store_true",
+                        help="accept each sender's --dest-path (a folder inside --out-dir); "
+                        "without it files land directly in --out-dir and a sender that names "
+                        "a destination is refused")
+    parser.add_argument("--expect-count-first", action="store_true",
+                        help="require each connection to announce how many files follow "
+                        "(senders do with --once) and report connections that send more or fewer")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a landed file whose content differs (default: refuse, "
+                        "keep the landed file and report an error to the sender)")
+    parser.add_argument("--max-file-size", type=positive_int, default=4 << 30, metavar="BYTES",
+                        help="largest file accepted (default: 4 GiB)")
+    parser.add_argument("--max-conns", type=positive_int, default=256,
+                        help="open connections per worker; more are closed (default: %(default)s)")
+    parser.add_argument("--idle-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="close a connection idle this long between files (default: 600)")
+    parser.add_argument("--io-timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="close a connection that stalls this long inside a file or the "
+                        "handshake (default: 30)")
+    parser.add_argument("--verbose", action="store_true", help="log every file landed")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging("recv", verbose=args.verbose)
+    settings = ReceiverSettings(
+        out_dir=args.out_dir.absolute(),
+        use_dest_paths=args.use_dest_paths,
+        expect_count_first=args.expect_count_first,
+        overwrite=args.overwrite,
+        max_file_size=args.max_file_size,
+        idle_timeout=args.idle_timeout,
+        io_timeout=args.io_timeout,
+        verbose=args.verbose,
+    )
+    listen = ListenSettings(
+        listen_ip=args.listen_ip,
+        port=args.port,
+        workers=args.workers,
+        reuseport=args.reuseport,
+        max_connections=args.max_conns,
+    )
+    server = ReceiverServer(settings, listen)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("stopping (%s)", signal.Signals(signum).name)
+        server.stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    server.serve(
+        on_ready=lambda: log.info(
+            "listening on %s:%d, %d worker(s), landing under %s%s",
+            args.listen_ip, args.port, args.workers, settings.out_dir,
+            " (destination paths on)" if args.use_dest_paths else "",
+        )
+    )
+    log.info("stopped")
+    return ExitCode.OK

@@ -1,0 +1,66 @@
+"""Frame file names: parse the frame number out of a name, and make a camera's frame name.
+
+Cameras write `frame_<camera>_<number:09d>.jpg`. The sender only needs the number (the last
+run of digits before the extension) to order frames, predict the next one and spot gaps;
+the trigger server needs a strict parse of a full frame id.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# The last run of digits in the name, before the extension (if any).
+_NUMBER_IN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[^.\d]*)?)$")
+# A full frame id as cameras write it: frame_camera01_000046836.jpg
+_FRAME_ID = re.compile(r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9-]{0,63})_(?P<number>\d{1,18})\.jpg$")
+
+FRAME_DIGITS = 9
+
+
+@dataclass(frozen=True)
+class NumberedName:
+    """A name split around its frame number, so neighbours can be named."""
+
+    prefix: str
+    number: int
+    width: int
+    suffix: str
+
+    def with_number(self, number: int) -> str:
+        return f"{self.prefix}{number:0{self.width}d}{self.suffix}"
+
+
+def split_number(name: str) -> NumberedName | None:
+    """Split `frame_camera01_000046836.jpg` into prefix, 46836, width 9, `.jpg`; None if no digits."""
+    match = _NUMBER_IN_NAME.match(name)
+    if match is None:
+        return None
+    digits = match["digits"]
+    return NumberedName(match["prefix"], int(digits), len(digits), match["suffix"])
+
+
+def frame_number(name: str) -> int | None:
+    parts = split_number(name)
+    return parts.number if parts else None
+
+
+def frame_name(camera: str, number: int, ext: str = ".jpg") -> str:
+    """The file name camera `camera` gives frame `number`."""
+    return f"frame_{camera}_{number:0{FRAME_DIGITS}d}{ext}"
+
+
+@dataclass(frozen=True)
+class FrameId:
+    camera: str
+    number: int
+
+
+def parse_frame_id(frame_id: str) -> FrameId:
+    """Strictly parse a trigger's frame id; raises ValueError with a readable reason."""
+    match = _FRAME_ID.match(frame_id)
+    if match is None:
+        raise ValueError(
+            f"frame id {frame_id!r} is not a frame file name like 'frame_camera01_000046836.jpg'"
+        )
+    return FrameId(match["camera"], int(match["number"]))

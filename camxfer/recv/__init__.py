@@ -1,0 +1,1 @@
+"""The receiving side: listen for senders, land their files atomically under an output folder."""

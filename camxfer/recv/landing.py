@@ -1,0 +1,309 @@
+"""Landing files on the storage host: where a file may go, and writing it atomically and durably.
+
+Path safety lives here and only here: `resolve_destination` turns the (untrusted) destination
+and name from the wire into checked path components, and every write goes through
+`LandingRoot`, which walks those components with directory file descriptors (O_NOFOLLOW at each
+step), so a symlink planted or swapped anywhere under the root cannot lead a write outside it.
+
+A file is written to a temporary name in its final folder, fsynced, linked to its final name
+(link refuses to replace an existing file, unlike rename), and the folder is fsynced; only then
+is it acknowledged (RELIABILITY-NOTES §1). Temporaries carry the writer's pid so a supervisor
+can remove the ones a dead worker left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from camxfer.errors import UnsafePathError
+from camxfer.protocol import new_hasher
+
+# One path component: no leading dot (so no '.', '..' or hidden files), no separators, no NUL.
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@=,-]{0,254}")
+TEMP_PREFIX = ".camxfer-tmp-"
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)-\d+$")
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def check_component(part: str, what: str) -> str:
+    if not _SAFE_COMPONENT.fullmatch(part):
+        raise UnsafePathError(f"{what} component {part!r} is not a safe file name")
+    return part
+
+
+def split_relative(path: str, what: str) -> list[str]:
+    """Split a relative path into safe components; refuses '..', empty parts, NUL, backslashes."""
+    if "\\" in path or "\0" in path:
+        raise UnsafePathError(f"{what} {path!r} contains a backslash or NUL")
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    return [check_component(p, what) for p in parts]
+
+
+def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], str]:
+    """Check a wire destination and name; return (folder components under root, file name).
+
+    A relative `dest` is taken under `root`. An absolute one is accepted only when it lies
+    inside `root` (so `--dest-path /mnt/destination/` works with `--out-dir /mnt`).
+    """
+    if dest.startswith("/"):
+        if "\0" in dest or "/../" in dest + "/" or "\\" in dest:
+            raise UnsafePathError(f"destination {dest!r} is not a plain absolute path")
+        inside = _relative_to_root(root, dest)
+        if inside is None:
+            raise UnsafePathError(f"destination {dest!r} is outside the receiver's folder {root}")
+        dest = inside
+    folders = split_relative(dest, "destination")
+    name_parts = split_relative(name, "file name")
+    if not name_parts:
+        raise UnsafePathError(f"file name {name!r} is empty")
+    return folders + name_parts[:-1], name_parts[-1]
+
+
+def _relative_to_root(root: Path, dest: str) -> str | None:
+    target = Path(os.path.normpath(dest))
+    # Accept the root as the user wrote it and as it resolves (e.g. /mnt -> /media/mnt).
+    for base in {Path(os.path.normpath(root)), root.resolve()}:
+        if target == base or target.is_relative_to(base):
+            return target.relative_to(base).as_posix()
+    return None
+
+
+@dataclass(frozen=True)
+class Landed:
+    status: str  # "landed" or "duplicate"
+    path: Path
+
+
+class ChecksumMismatch(Exception):
+    """The bytes received do not match the checksum the sender declared."""
+
+
+class ExistsDifferent(Exception):
+    """A different file already has the final name; it is left untouched."""
+
+
+class LandingRoot:
+    """An open handle on a receiver's output folder; all writes happen beneath it."""
+
+    def __init__(self, root: Path, *, overwrite: bool = False) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.overwrite = overwrite
+        self._root_fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        self._seq = itertools.count()
+        self._active: set[Path] = set()  # temporaries being written, removed on shutdown
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        os.close(self._root_fd)
+
+    def track(self, temp: Path, active: bool) -> None:
+        with self._lock:
+            (self._active.add if active else self._active.discard)(temp)
+
+    def remove_active_temps(self) -> int:
+        """Remove the temporaries of files still being written (at shutdown)."""
+        with self._lock:
+            temps, self._active = self._active, set()
+        for temp in temps:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        return len(temps)
+
+    def open_folder(self, folders: Iterable[str]) -> int:
+        """Open (creating as needed) the folder at `folders` under the root; caller closes it.
+
+        Every step is an openat with O_NOFOLLOW, so a symlink anywhere on the way fails
+        with ELOOP/ENOTDIR instead of leading outside the root.
+        """
+        fd = os.dup(self._root_fd)
+        try:
+            for part in folders:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass
+                try:
+                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                        raise UnsafePathError(f"{part!r} under the destination is not a plain folder") from exc
+                    raise
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def temp_name(self) -> str:
+        return f"{TEMP_PREFIX}{os.getpid()}-{next(self._seq)}"
+
+
+class FileLanding:
+    """One file being landed: create the temp, take the bytes, then commit or abort.
+
+    Usage: `write()` each chunk as it arrives, then `commit()` (verify, fsync, link, fsync
+    the folder) or `abort()` (remove the temp). A write error is remembered and raised at
+    commit, so the caller can keep draining the body from the socket and stay in sync.
+    """
+
+    def __init__(self, root: LandingRoot, folders: list[str], name: str, size: int, checksum: bytes):
+        self.root = root
+        self.folders = folders
+        self.name = name
+        self.size = size
+        self.checksum = checksum
+        self._hasher = new_hasher()
+        self._written = 0
+        self.error: OSError | None = None
+        self._dir_fd = root.open_folder(folders)
+        self._temp = root.temp_name()
+        try:
+            self._fd = os.open(
+                self._temp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+                dir_fd=self._dir_fd,
+            )
+        except BaseException:
+            os.close(self._dir_fd)
+            raise
+        self._closed = False
+        self._temp_path = root.root.joinpath(*folders, self._temp)
+        root.track(self._temp_path, True)
+
+    @property
+    def final_path(self) -> Path:
+        return self.root.root.joinpath(*self.folders, self.name)
+
+    def write(self, chunk: memoryview) -> None:
+        self._hasher.update(chunk)
+        self._written += len(chunk)
+        if self.error is not None:
+            return
+        try:
+            while chunk:
+                n = os.write(self._fd, chunk)
+                chunk = chunk[n:]
+        except OSError as exc:
+            self.error = exc
+
+    def commit(self) -> Landed:
+        """Make the file durable under its final name; on any failure the temp is removed."""
+        try:
+            if self.error is not None:
+                raise self.error
+            if self._written != self.size or self._hasher.digest() != self.checksum:
+                raise ChecksumMismatch(
+                    f"{self.name}: received bytes do not match the sender's checksum"
+                )
+            # An fsync error means the data may be gone: never retry it on this fd and ack
+            # (PostgreSQL "fsyncgate"); drop the temp and let the sender resend.
+            os.fsync(self._fd)
+            self._close_fd()
+            status = self._link_final()
+            os.fsync(self._dir_fd)
+            return Landed(status, self.final_path)
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._release()
+
+    def _link_final(self) -> str:
+        try:
+            os.link(self._temp, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd,
+                    follow_symlinks=False)
+        except FileExistsError:
+            if _same_content(self._dir_fd, self.name, self.size, self.checksum):
+                os.unlink(self._temp, dir_fd=self._dir_fd)
+                return "duplicate"
+            if not self.root.overwrite:
+                raise ExistsDifferent(
+                    f"{self.name} already exists at the destination with different content"
+                ) from None
+            os.rename(self._temp, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            return "landed"
+        os.unlink(self._temp, dir_fd=self._dir_fd)
+        return "landed"
+
+    def abort(self) -> None:
+        self._close_fd()
+        if self._dir_fd >= 0:
+            try:
+                os.unlink(self._temp, dir_fd=self._dir_fd)
+            except FileNotFoundError:
+                pass
+        self._release()
+
+    def _close_fd(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self._fd)
+
+    def _release(self) -> None:
+        self.root.track(self._temp_path, False)
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+
+
+def _same_content(dir_fd: int, name: str, size: int, checksum: bytes) -> bool:
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return False  # a symlink or unreadable entry is never "the same file"
+    try:
+        if os.fstat(fd).st_size != size:
+            return False
+        hasher = new_hasher()
+        while chunk := os.read(fd, 1 << 20):
+            hasher.update(chunk)
+        return hasher.digest() == checksum
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(root: Path, *, only_pids: set[int] | None = None) -> int:
+    """Remove temporaries under `root` left by dead writers; returns how many were removed.
+
+    With `only_pids`, remove only those pids' temporaries (a supervisor cleaning up after a
+    worker it saw die); otherwise remove those whose pid is no longer a running process, so a
+    receiver sharing the folder keeps its in-progress files.
+    """
+    removed = 0
+    for folder, dirnames, filenames in os.walk(root, followlinks=False):
+        for filename in filenames:
+            match = _TEMP_NAME.match(filename)
+            if not match:
+                continue
+            pid = int(match["pid"])
+            dead = pid in only_pids if only_pids is not None else not _pid_alive(pid)
+            if dead:
+                try:
+                    os.unlink(os.path.join(folder, filename))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+        dirnames[:] = [d for d in dirnames if not os.path.islink(os.path.join(folder, d))]
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,240 @@
+"""One sender connection on the receiver: speak the protocol, land each file, reply in order.
+
+The session never lets one bad file end the connection when it can stay in step with the
+sender: a rejected or failed file's body is still read (and discarded) and answered with an
+error reply. Only bytes that break the framing itself (bad magic, bad lengths, EOF mid-file,
+a stall past the deadline) close the connection. Nothing this module does can write outside
+the landing root: every write goes through `landing`.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from camxfer import protocol
+from camxfer.errors import ProtocolError, UnsafePathError
+from camxfer.protocol import FixedHeader, MessageType, Reply, Status
+from camxfer.recv.landing import (
+    ChecksumMismatch,
+    ExistsDifferent,
+    FileLanding,
+    LandingRoot,
+    resolve_destination,
+)
+
+log = logging.getLogger("camxfer.recv")
+
+BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    out_dir: Path
+    use_dest_paths: bool = False
+    expect_count_first: bool = False
+    overwrite: bool = False
+    max_file_size: int = protocol.MAX_FILE_SIZE_DEFAULT
+    idle_timeout: float = 600.0  # seconds a connection may sit between messages
+    io_timeout: float = 30.0  # seconds a started message may stall before we give up on it
+    verbose: bool = False
+
+
+@dataclass
+class SessionCounters:
+    files: int = 0
+    bytes: int = 0
+    duplicates: int = 0
+    errors: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, files: int = 0, nbytes: int = 0, duplicates: int = 0, errors: int = 0) -> None:
+        with self.lock:
+            self.files += files
+            self.bytes += nbytes
+            self.duplicates += duplicates
+            self.errors += errors
+
+
+class ConnectionClosed(Exception):
+    """The peer closed or stalled; the session ends."""
+
+
+class Session:
+    def __init__(
+        self,
+        sock: socket.socket,
+        peer: str,
+        root: LandingRoot,
+        settings: ReceiverSettings,
+        counters: SessionCounters,
+    ) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.root = root
+        self.settings = settings
+        self.counters = counters
+        self.busy = False  # inside a message: a graceful stop lets it finish
+        self._buffer = bytearray(BUFFER_BYTES)
+        self._view = memoryview(self._buffer)
+        self.announced: int | None = None
+        self.received = 0
+
+    # --- reading -----------------------------------------------------------------------------
+    def _set_timeout(self, seconds: float) -> None:
+        self.sock.settimeout(seconds)
+
+    def _read_exact(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            chunk = self._recv(min(n - len(out), BUFFER_BYTES))
+            out += self._view[:chunk]
+        return bytes(out)
+
+    def _recv(self, n: int) -> int:
+        try:
+            got = self.sock.recv_into(self._view[:n], n)
+        except TimeoutError as exc:
+            raise ConnectionClosed("stalled past the deadline") from exc
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        if got == 0:
+            raise ConnectionClosed("closed by the sender")
+        return got
+
+    def _reply(self, reply: Reply) -> None:
+        try:
+            self.sock.sendall(reply.encode())
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
+    # --- protocol ----------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            if self._handshake():
+                self._serve_messages()
+        except ConnectionClosed as exc:
+            if self.announced is not None and self.received != self.announced:
+                log.warning(
+                    "%s: connection ended after %d of %d announced files (%s)",
+                    self.peer, self.received, self.announced, exc,
+                )
+            else:
+                log.debug("%s: connection ended (%s)", self.peer, exc)
+        except ProtocolError as exc:
+            log.warning("%s: protocol error, closing: %s", self.peer, exc)
+            self.counters.add(errors=1)
+            try:
+                self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
+            except ConnectionClosed:
+                pass
+        finally:
+            self.sock.close()
+
+    def _handshake(self) -> bool:
+        self._set_timeout(self.settings.io_timeout)
+        hello = protocol.decode_hello(self._read_exact(protocol.HELLO_SIZE))
+        if hello.version != protocol.VERSION:
+            self._reply(Reply(0, Status.VERSION_UNSUPPORTED,
+                              f"protocol version {hello.version} unsupported; this receiver speaks {protocol.VERSION}"))
+            return False
+        if self.settings.expect_count_first and hello.count is None:
+            log.warning("%s: connection did not announce a file count; refused", self.peer)
+            self._reply(Reply(0, Status.COUNT_REQUIRED,
+                              "this receiver requires a file count first (--expect-count-first); "
+                              "send with --once"))
+            return False
+        self.announced = hello.count
+        self._reply(Reply(0, Status.OK, f"camxfer/{protocol.VERSION}"))
+        log.debug("%s: connected%s", self.peer,
+                  f", announcing {hello.count} files" if hello.count is not None else "")
+        return True
+
+    def _serve_messages(self) -> None:
+        while True:
+            self.busy = False
+            self._set_timeout(self.settings.idle_timeout)
+            first = self._recv(1)
+            self.busy = True
+            self._set_timeout(self.settings.io_timeout)
+            head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
+            fixed = protocol.decode_fixed(head, self.settings.max_file_size)
+            if fixed.type == MessageType.END:
+                self._finish(fixed.seq)
+                return
+            self.received += 1
+            self._reply(self._receive_file(fixed))
+
+    def _finish(self, seq: int) -> None:
+        if self.announced is not None and self.received != self.announced:
+            log.warning("%s: announced %d files but sent %d", self.peer, self.announced, self.received)
+            self._reply(Reply(seq, Status.COUNT_MISMATCH,
+                              f"announced {self.announced} files, sent {self.received}"))
+        else:
+            self._reply(Reply(seq, Status.OK, f"{self.received} files"))
+
+    def _receive_file(self, fixed: FixedHeader) -> Reply:
+        name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
+        try:
+            if dest and not self.settings.use_dest_paths:
+                self._drain(fixed.size)
+                return self._refuse(fixed, name, Status.DEST_PATHS_DISABLED,
+                                    "this receiver does not take destination paths "
+                                    "(start it with --use-dest-paths)")
+            folders, final = resolve_destination(self.settings.out_dir, dest, name)
+            landing = FileLanding(self.root, folders, final, fixed.size, fixed.checksum)
+        except UnsafePathError as exc:
+            self._drain(fixed.size)
+            return self._refuse(fixed, name, Status.UNSAFE_PATH, str(exc))
+        except OSError as exc:
+            self._drain(fixed.size)
+            return self._refuse(fixed, name, _status_for(exc), f"cannot create {name}: {exc.strerror}")
+        try:
+            self._receive_body(landing, fixed.size)
+        except BaseException:
+            landing.abort()
+            raise
+        try:
+            landed = landing.commit()
+        except ChecksumMismatch as exc:
+            return self._refuse(fixed, name, Status.CHECKSUM_MISMATCH, str(exc))
+        except ExistsDifferent as exc:
+            return self._refuse(fixed, name, Status.EXISTS_DIFFERENT, str(exc))
+        except UnsafePathError as exc:
+            return self._refuse(fixed, name, Status.UNSAFE_PATH, str(exc))
+        except OSError as exc:
+            return self._refuse(fixed, name, _status_for(exc), f"cannot land {name}: {exc.strerror}")
+        if landed.status == "duplicate":
+            self.counters.add(duplicates=1)
+            log.debug("%s: %s already landed, identical", self.peer, landed.path)
+            return Reply(fixed.seq, Status.DUPLICATE)
+        self.counters.add(files=1, nbytes=fixed.size)
+        log.debug("%s: landed %s (%d bytes)", self.peer, landed.path, fixed.size)
+        return Reply(fixed.seq, Status.OK)
+
+    def _receive_body(self, landing: FileLanding, size: int) -> None:
+        remaining = size
+        while remaining:
+            got = self._recv(min(remaining, BUFFER_BYTES))
+            landing.write(self._view[:got])
+            remaining -= got
+
+    def _drain(self, size: int) -> None:
+        remaining = size
+        while remaining:
+            remaining -= self._recv(min(remaining, BUFFER_BYTES))
+
+    def _refuse(self, fixed: FixedHeader, name: str, status: Status, message: str) -> Reply:
+        self.counters.add(errors=1)
+        log.warning("%s: %s refused: %s", self.peer, name, message)
+        return Reply(fixed.seq, status, message)
+
+
+def _status_for(exc: OSError) -> Status:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return Status.NO_SPACE
+    return Status.IO_ERROR
