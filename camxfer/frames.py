@@ -13,7 +13,9 @@ from dataclasses import dataclass
 # The last run of digits in the name, before the extension (if any).
 _NUMBER_IN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[^.\d]*)?)$")
 # A full frame id as cameras write it: frame_camera01_000046836.jpg
-_FRAME_ID = re.compile(r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9-]{0,63})_(?P<number>\d{1,18})\.jpg$")
+_FRAME_ID = re.compile(
+    r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9-]{0,63})_(?P<number>\d{1,18})\.jpg$"
+)
 
 FRAME_DIGITS = 9
 
@@ -32,7 +34,7 @@ class NumberedName:
 
 
 def split_number(name: str) -> NumberedName | None:
-    """Split `frame_camera01_000046836.jpg` into prefix, 46836, width 9, `.jpg`; None if no digits."""
+    """Split `frame_camera01_000046836.jpg` into prefix, 46836, width 9, `.jpg`; None: no digits."""
     match = _NUMBER_IN_NAME.match(name)
     if match is None:
         return None

@@ -34,35 +34,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--listen-ip", default="0.0.0.0",
-                        help="address to listen on (default: %(default)s, every interface)")
+    parser.add_argument(
+        "--listen-ip",
+        default="0.0.0.0",
+        help="address to listen on (default: %(default)s, every interface)",
+    )
     parser.add_argument("--port", type=port_number, required=True, help="TCP port to listen on")
-    parser.add_argument("--out-dir", type=Path, default=Path("./"),
-                        help="folder files land under (default: the current folder)")
-    parser.add_argument("--workers", type=positive_int, default=1,
-                        help="worker processes sharing the port (default: %(default)s)")
-    parser.add_argument("--reuseport", action="store_true",
-                        help="give each worker its own SO_REUSEPORT socket so the kernel spreads "
-                        "connections (default: workers share one listening socket)")
-    parser.add_argument("--use-dest-paths", action="store_true",
-                        help="accept each sender's --dest-path (a folder inside --out-dir); "
-                        "without it files land directly in --out-dir and a sender that names "
-                        "a destination is refused")
-    parser.add_argument("--expect-count-first", action="store_true",
-                        help="require each connection to announce how many files follow "
-                        "(senders do with --once) and report connections that send more or fewer")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace a landed file whose content differs (default: refuse, "
-                        "keep the landed file and report an error to the sender)")
-    parser.add_argument("--max-file-size", type=positive_int, default=4 << 30, metavar="BYTES",
-                        help="largest file accepted (default: 4 GiB)")
-    parser.add_argument("--max-conns", type=positive_int, default=256,
-                        help="open connections per worker; more are closed (default: %(default)s)")
-    parser.add_argument("--idle-timeout", type=float, default=600.0, metavar="SECONDS",
-                        help="close a connection idle this long between files (default: 600)")
-    parser.add_argument("--io-timeout", type=float, default=30.0, metavar="SECONDS",
-                        help="close a connection that stalls this long inside a file or the "
-                        "handshake (default: 30)")
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("./"),
+        help="folder files land under (default: the current folder)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=1,
+        help="worker processes sharing the port (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reuseport",
+        action="store_true",
+        help="give each worker its own SO_REUSEPORT socket so the kernel spreads "
+        "connections (default: workers share one listening socket)",
+    )
+    parser.add_argument(
+        "--use-dest-paths",
+        action="store_true",
+        help="accept each sender's --dest-path (a folder inside --out-dir); "
+        "without it files land directly in --out-dir and a sender that names "
+        "a destination is refused",
+    )
+    parser.add_argument(
+        "--expect-count-first",
+        action="store_true",
+        help="require each connection to announce how many files follow "
+        "(senders do with --once) and report connections that send more or fewer",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a landed file whose content differs (default: refuse, "
+        "keep the landed file and report an error to the sender)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        type=positive_int,
+        default=4 << 30,
+        metavar="BYTES",
+        help="largest file accepted (default: 4 GiB)",
+    )
+    parser.add_argument(
+        "--max-conns",
+        type=positive_int,
+        default=256,
+        help="open connections per worker; more are closed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="close a connection idle this long between files (default: 600)",
+    )
+    parser.add_argument(
+        "--io-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="close a connection that stalls this long inside a file or the "
+        "handshake (default: 30)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
     parser.set_defaults(handler=run)
 
@@ -97,7 +139,10 @@ def run(args: argparse.Namespace) -> int:
     server.serve(
         on_ready=lambda: log.info(
             "listening on %s:%d, %d worker(s), landing under %s%s",
-            args.listen_ip, args.port, args.workers, settings.out_dir,
+            args.listen_ip,
+            args.port,
+            args.workers,
+            settings.out_dir,
             " (destination paths on)" if args.use_dest_paths else "",
         )
     )

@@ -128,15 +128,15 @@ class LandingRoot:
         fd = os.dup(self._root_fd)
         try:
             for part in folders:
-                try:
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass
                 try:
                     child = os.open(part, _DIR_FLAGS, dir_fd=fd)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise UnsafePathError(f"{part!r} under the destination is not a plain folder") from exc
+                        raise UnsafePathError(
+                            f"{part!r} under the destination is not a plain folder"
+                        ) from exc
                     raise
                 os.close(fd)
                 fd = child
@@ -157,7 +157,9 @@ class FileLanding:
     commit, so the caller can keep draining the body from the socket and stay in sync.
     """
 
-    def __init__(self, root: LandingRoot, folders: list[str], name: str, size: int, checksum: bytes):
+    def __init__(
+        self, root: LandingRoot, folders: list[str], name: str, size: int, checksum: bytes
+    ):
         self.root = root
         self.folders = folders
         self.name = name
@@ -222,8 +224,13 @@ class FileLanding:
 
     def _link_final(self) -> str:
         try:
-            os.link(self._temp, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd,
-                    follow_symlinks=False)
+            os.link(
+                self._temp,
+                self.name,
+                src_dir_fd=self._dir_fd,
+                dst_dir_fd=self._dir_fd,
+                follow_symlinks=False,
+            )
         except FileExistsError:
             if _same_content(self._dir_fd, self.name, self.size, self.checksum):
                 os.unlink(self._temp, dir_fd=self._dir_fd)
@@ -240,10 +247,8 @@ class FileLanding:
     def abort(self) -> None:
         self._close_fd()
         if self._dir_fd >= 0:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._temp, dir_fd=self._dir_fd)
-            except FileNotFoundError:
-                pass
         self._release()
 
     def _close_fd(self) -> None:

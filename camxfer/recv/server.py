@@ -179,7 +179,9 @@ class ReceiverServer:
 
     def _serve_in_process(self, on_ready: callable | None) -> None:
         worker = Worker(open_listener(self.listen, reuseport=False), self.settings, self.listen)
-        watcher = threading.Thread(target=lambda: (self.stop.wait(), worker.stop.set()), daemon=True)
+        watcher = threading.Thread(
+            target=lambda: (self.stop.wait(), worker.stop.set()), daemon=True
+        )
         watcher.start()
         if on_ready:
             on_ready()
@@ -211,7 +213,11 @@ class ReceiverServer:
                 log.warning(
                     "worker %d (pid %d) died with status %s; removed %d temporaries; "
                     "restarting (restart #%d)",
-                    index, process.pid, process.exitcode, removed, self.restarts,
+                    index,
+                    process.pid,
+                    process.exitcode,
+                    removed,
+                    self.restarts,
                 )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -9,6 +9,7 @@ the landing root: every write goes through `landing`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import socket
@@ -26,6 +27,7 @@ from camxfer.recv.landing import (
     LandingRoot,
     resolve_destination,
 )
+from camxfer.sockets import set_io_timeout
 
 log = logging.getLogger("camxfer.recv")
 
@@ -83,10 +85,13 @@ class Session:
         self._view = memoryview(self._buffer)
         self.announced: int | None = None
         self.received = 0
+        self._timeout: float | None = None
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
-        self.sock.settimeout(seconds)
+        if seconds != self._timeout:
+            set_io_timeout(self.sock, seconds)
+            self._timeout = seconds
 
     def _read_exact(self, n: int) -> bytes:
         out = bytearray()
@@ -98,7 +103,7 @@ class Session:
     def _recv(self, n: int) -> int:
         try:
             got = self.sock.recv_into(self._view[:n], n)
-        except TimeoutError as exc:
+        except (TimeoutError, BlockingIOError) as exc:
             raise ConnectionClosed("stalled past the deadline") from exc
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
@@ -121,17 +126,18 @@ class Session:
             if self.announced is not None and self.received != self.announced:
                 log.warning(
                     "%s: connection ended after %d of %d announced files (%s)",
-                    self.peer, self.received, self.announced, exc,
+                    self.peer,
+                    self.received,
+                    self.announced,
+                    exc,
                 )
             else:
                 log.debug("%s: connection ended (%s)", self.peer, exc)
         except ProtocolError as exc:
             log.warning("%s: protocol error, closing: %s", self.peer, exc)
             self.counters.add(errors=1)
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
-            except ConnectionClosed:
-                pass
         finally:
             self.sock.close()
 
@@ -139,19 +145,33 @@ class Session:
         self._set_timeout(self.settings.io_timeout)
         hello = protocol.decode_hello(self._read_exact(protocol.HELLO_SIZE))
         if hello.version != protocol.VERSION:
-            self._reply(Reply(0, Status.VERSION_UNSUPPORTED,
-                              f"protocol version {hello.version} unsupported; this receiver speaks {protocol.VERSION}"))
+            self._reply(
+                Reply(
+                    0,
+                    Status.VERSION_UNSUPPORTED,
+                    f"protocol version {hello.version} unsupported; "
+                    f"this receiver speaks {protocol.VERSION}",
+                )
+            )
             return False
         if self.settings.expect_count_first and hello.count is None:
             log.warning("%s: connection did not announce a file count; refused", self.peer)
-            self._reply(Reply(0, Status.COUNT_REQUIRED,
-                              "this receiver requires a file count first (--expect-count-first); "
-                              "send with --once"))
+            self._reply(
+                Reply(
+                    0,
+                    Status.COUNT_REQUIRED,
+                    "this receiver requires a file count first (--expect-count-first); "
+                    "send with --once",
+                )
+            )
             return False
         self.announced = hello.count
         self._reply(Reply(0, Status.OK, f"camxfer/{protocol.VERSION}"))
-        log.debug("%s: connected%s", self.peer,
-                  f", announcing {hello.count} files" if hello.count is not None else "")
+        log.debug(
+            "%s: connected%s",
+            self.peer,
+            f", announcing {hello.count} files" if hello.count is not None else "",
+        )
         return True
 
     def _serve_messages(self) -> None:
@@ -171,9 +191,16 @@ class Session:
 
     def _finish(self, seq: int) -> None:
         if self.announced is not None and self.received != self.announced:
-            log.warning("%s: announced %d files but sent %d", self.peer, self.announced, self.received)
-            self._reply(Reply(seq, Status.COUNT_MISMATCH,
-                              f"announced {self.announced} files, sent {self.received}"))
+            log.warning(
+                "%s: announced %d files but sent %d", self.peer, self.announced, self.received
+            )
+            self._reply(
+                Reply(
+                    seq,
+                    Status.COUNT_MISMATCH,
+                    f"announced {self.announced} files, sent {self.received}",
+                )
+            )
         else:
             self._reply(Reply(seq, Status.OK, f"{self.received} files"))
 
@@ -182,9 +209,13 @@ class Session:
         try:
             if dest and not self.settings.use_dest_paths:
                 self._drain(fixed.size)
-                return self._refuse(fixed, name, Status.DEST_PATHS_DISABLED,
-                                    "this receiver does not take destination paths "
-                                    "(start it with --use-dest-paths)")
+                return self._refuse(
+                    fixed,
+                    name,
+                    Status.DEST_PATHS_DISABLED,
+                    "this receiver does not take destination paths "
+                    "(start it with --use-dest-paths)",
+                )
             folders, final = resolve_destination(self.settings.out_dir, dest, name)
             landing = FileLanding(self.root, folders, final, fixed.size, fixed.checksum)
         except UnsafePathError as exc:
@@ -192,7 +223,9 @@ class Session:
             return self._refuse(fixed, name, Status.UNSAFE_PATH, str(exc))
         except OSError as exc:
             self._drain(fixed.size)
-            return self._refuse(fixed, name, _status_for(exc), f"cannot create {name}: {exc.strerror}")
+            return self._refuse(
+                fixed, name, _status_for(exc), f"cannot create {name}: {exc.strerror}"
+            )
         try:
             self._receive_body(landing, fixed.size)
         except BaseException:
@@ -207,7 +240,9 @@ class Session:
         except UnsafePathError as exc:
             return self._refuse(fixed, name, Status.UNSAFE_PATH, str(exc))
         except OSError as exc:
-            return self._refuse(fixed, name, _status_for(exc), f"cannot land {name}: {exc.strerror}")
+            return self._refuse(
+                fixed, name, _status_for(exc), f"cannot land {name}: {exc.strerror}"
+            )
         if landed.status == "duplicate":
             self.counters.add(duplicates=1)
             log.debug("%s: %s already landed, identical", self.peer, landed.path)

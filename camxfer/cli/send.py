@@ -1,0 +1,260 @@
+"""`camxfer send`: push complete frames from a folder to a receiver over parallel connections."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
+from camxfer.errors import ExitCode, UsageError
+from camxfer.logs import setup_logging
+from camxfer.send.options import SendOptions
+from camxfer.send.report import SendReport
+from camxfer.send.sender import SendRun
+
+log = logging.getLogger("camxfer.send")
+
+EXAMPLES = """\
+examples:
+  # send the frames after frame 46835, 799 of them, to a receiver started with --use-dest-paths
+  camxfer send --src-dir /data/camera01 --host 10.0.0.5 --port 50001 \\
+      --start-after frame_camera01_000046835.jpg --max-files 799 --dest-path ball_001/camera01
+
+  # send what is there now and exit, with machine-readable statistics
+  camxfer send --src-dir ./frames --port 50001 --once --json-stats
+
+A frame is sent once it is complete: the frame --lookahead numbers later exists, the writer
+closed it (inotify), or its size and mtime held still for --stable-ms. A file is counted sent
+only when the receiver acknowledged it durable. Exit status: 0 all sent, 1 some file failed,
+vanished or went missing, 2 bad usage or connection refused.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "send",
+        help="send complete frames from a folder to a receiver",
+        description="Watch a folder of frames and push each complete one to a camxfer receiver "
+        "over parallel TCP connections.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = p.add_argument_group("what to send")
+    what.add_argument("--src-dir", type=Path, required=True, help="folder to send frames from")
+    what.add_argument("--pattern", default="*.jpg", help="file name pattern (default: %(default)s)")
+    what.add_argument(
+        "--start-after",
+        metavar="NAME",
+        help="only names strictly after this one, e.g. frame_camera01_000046835.jpg",
+    )
+    what.add_argument("--start-at", metavar="NAME", help="only names from this one on (inclusive)")
+    what.add_argument(
+        "--max-files",
+        type=non_negative_int,
+        default=0,
+        help="stop after this many files (frame numbers, for numbered frames: "
+        "a frame reported missing uses its slot); 0 = unlimited (default)",
+    )
+    what.add_argument(
+        "--preserve-structure",
+        action="store_true",
+        help="also send files in subfolders, keeping their relative paths",
+    )
+    what.add_argument(
+        "--cleanup-part-files",
+        action="store_true",
+        help="remove stale *.part files (older than 60 s) under --src-dir first",
+    )
+
+    where = p.add_argument_group("where to send")
+    where.add_argument(
+        "--host", default="127.0.0.1", help="receiver address (default: %(default)s)"
+    )
+    where.add_argument("--port", type=port_number, required=True, help="receiver port")
+    where.add_argument(
+        "--dest-path",
+        default="",
+        help="folder on the receiver: relative paths go under its --out-dir; an "
+        "absolute path must lie inside its --out-dir (receiver needs "
+        "--use-dest-paths). Default: the receiver's --out-dir",
+    )
+
+    when = p.add_argument_group("completion detection")
+    when.add_argument(
+        "--lookahead",
+        type=non_negative_int,
+        default=4,
+        help="a frame is complete when the frame this many numbers later exists "
+        "(default: %(default)s; 0 turns this signal off)",
+    )
+    when.add_argument(
+        "--stable-ms",
+        type=non_negative_float,
+        default=5.0,
+        help="or when its size and mtime hold still this long (default: 5)",
+    )
+    when.add_argument(
+        "--jpeg-eoi",
+        action="store_true",
+        help="JPEG frames: also require the end-of-image marker (FF D9); a frame "
+        "that has it is complete at once",
+    )
+    when.add_argument(
+        "--file-wait-ms",
+        type=non_negative_float,
+        default=10.0,
+        help="how often to check for a frame that does not exist yet (default: 10)",
+    )
+    when.add_argument(
+        "--poll-ms",
+        type=non_negative_float,
+        default=50.0,
+        help="how often to list the folder (default: 50); inotify wakes earlier",
+    )
+    when.add_argument(
+        "--frame-timeout",
+        type=non_negative_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long to wait for a missing frame once later frames exist, "
+        "before reporting it missing (default: 5)",
+    )
+    when.add_argument(
+        "--no-inotify",
+        action="store_true",
+        help="do not watch the folder with inotify (e.g. on NFS); poll only",
+    )
+
+    how = p.add_argument_group("transfer")
+    how.add_argument(
+        "--conns",
+        type=positive_int,
+        default=8,
+        help="parallel TCP connections (default: %(default)s)",
+    )
+    how.add_argument(
+        "--window",
+        type=positive_int,
+        default=8,
+        help="files in flight per connection before waiting for an ack (default: %(default)s)",
+    )
+    how.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=8,
+        help="attempts per file before it is reported failed (default: %(default)s)",
+    )
+    how.add_argument(
+        "--ack-timeout",
+        type=non_negative_float,
+        default=60.0,
+        metavar="SECONDS",
+        help="give up on a connection that acknowledges nothing this long (default: 60)",
+    )
+    how.add_argument(
+        "--sndbuf",
+        type=non_negative_int,
+        default=0,
+        metavar="BYTES",
+        help="fixed socket send buffer for long links (default: 0, Linux autotuning)",
+    )
+    how.add_argument(
+        "--rcvbuf",
+        type=non_negative_int,
+        default=0,
+        metavar="BYTES",
+        help="fixed socket receive buffer (default: 0, Linux autotuning)",
+    )
+
+    run_group = p.add_argument_group("run")
+    run_group.add_argument(
+        "--once",
+        action="store_true",
+        help="send the current backlog and exit (default: keep watching)",
+    )
+    run_group.add_argument(
+        "--timeout",
+        type=non_negative_float,
+        default=0.0,
+        metavar="SECONDS",
+        help="stop after this many seconds; 0 = no limit (default)",
+    )
+    run_group.add_argument(
+        "--json-stats",
+        action="store_true",
+        help="print one JSON object with the run's statistics at the end",
+    )
+    run_group.add_argument("--verbose", action="store_true", help="log every file sent")
+    p.set_defaults(handler=run)
+
+
+def options_from_args(args: argparse.Namespace) -> SendOptions:
+    if args.start_after and args.start_at:
+        raise UsageError("give --start-after or --start-at, not both")
+    if not args.src_dir.is_dir():
+        raise UsageError(f"--src-dir {args.src_dir} does not exist or is not a folder")
+    return SendOptions(
+        src_dir=args.src_dir,
+        host=args.host,
+        port=args.port,
+        pattern=args.pattern,
+        start_after=args.start_after,
+        start_at=args.start_at,
+        conns=args.conns,
+        lookahead=args.lookahead,
+        stable_ms=args.stable_ms,
+        file_wait_ms=args.file_wait_ms,
+        poll_ms=args.poll_ms,
+        frame_timeout=args.frame_timeout,
+        max_files=args.max_files,
+        dest_path=args.dest_path,
+        preserve_structure=args.preserve_structure,
+        cleanup_part_files=args.cleanup_part_files,
+        once=args.once,
+        timeout=args.timeout,
+        jpeg_eoi=args.jpeg_eoi,
+        window=args.window,
+        retries=args.retries,
+        ack_timeout=args.ack_timeout,
+        sndbuf=args.sndbuf,
+        rcvbuf=args.rcvbuf,
+        use_inotify=not args.no_inotify,
+        verbose=args.verbose,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging("send", verbose=args.verbose)
+    opts = options_from_args(args)
+    stop, abandon = threading.Event(), threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            log.warning("second %s: abandoning files in flight", signal.Signals(signum).name)
+            abandon.set()
+        else:
+            log.info("%s: finishing files in flight, then stopping", signal.Signals(signum).name)
+            stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    progress = None if args.json_stats else _progress_printer()
+    report = SendRun(opts, stop=stop, abandon=abandon, progress=progress).run()
+    if args.json_stats:
+        print(json.dumps(report.to_json()), flush=True)
+    else:
+        log.info("%s", report.summary_line())
+    return ExitCode.OK if report.ok else ExitCode.FAILED
+
+
+def _progress_printer() -> Callable[[SendReport], None]:
+    def show(report: SendReport) -> None:
+        if report.files:
+            log.info("progress: %s", report.summary_line())
+
+    return show

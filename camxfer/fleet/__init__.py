@@ -1,0 +1,1 @@
+"""Running a fleet of cameras: the shared camera configuration and the per-camera tools."""

@@ -1,0 +1,90 @@
+"""Is this frame finished being written? Completion detection, isolated from the scanning loop.
+
+Signals, strongest first (docs/completion.md):
+1. lookahead: a frame `lookahead` numbers later exists (cameras write frames in order), or,
+   for names without numbers, `lookahead` names follow it in the listing;
+2. the file watcher saw the writer close it (inotify IN_CLOSE_WRITE / IN_MOVED_TO) and no
+   write since; a file it saw being written and not yet closed is never complete;
+3. stability: size and mtime unchanged across `stable_ms` (the mtime is at least that old, or
+   two observations that far apart agree); with `jpeg_eoi`, a JPEG must also end with the
+   end-of-image marker FF D9, and a JPEG that does is complete without waiting.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+
+JPEG_EOI = b"\xff\xd9"
+
+
+class WriteState(Enum):
+    UNKNOWN = "unknown"  # the watcher has not seen this file written (or there is no watcher)
+    WRITING = "writing"  # modified and not yet closed
+    CLOSED = "closed"  # closed after writing, or renamed into place
+
+
+@dataclass(frozen=True)
+class Observation:
+    size: int
+    mtime_ns: int
+    inode: int
+    seen_at: float  # wall-clock time.time() of the observation
+
+
+def observe(path: str, now: float) -> Observation | None:
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    return Observation(st.st_size, st.st_mtime_ns, st.st_ino, now)
+
+
+def has_jpeg_eoi(path: str, size: int) -> bool:
+    if size < 4:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(size - 2)
+            return f.read(2) == JPEG_EOI
+    except OSError:
+        return False
+
+
+def is_stable(first: Observation | None, latest: Observation, stable_s: float) -> bool:
+    """Size and mtime unchanged across `stable_s`, judged by mtime age or by two observations."""
+    if latest.seen_at - latest.mtime_ns / 1e9 >= stable_s:
+        return True
+    return (
+        first is not None
+        and latest.seen_at - first.seen_at >= stable_s
+        and (first.size, first.mtime_ns, first.inode)
+        == (latest.size, latest.mtime_ns, latest.inode)
+    )
+
+
+def is_complete(
+    *,
+    path: str,
+    lookahead_seen: bool,
+    write_state: WriteState,
+    first: Observation | None,
+    latest: Observation,
+    stable_s: float,
+    jpeg_eoi: bool,
+) -> bool:
+    if lookahead_seen:
+        return True
+    if write_state is WriteState.WRITING:
+        return False
+    if write_state is WriteState.CLOSED:
+        return True
+    is_jpeg = path.lower().endswith((".jpg", ".jpeg"))
+    if jpeg_eoi and is_jpeg:
+        # The marker is written last; a same-size re-check guards against a file that was
+        # preallocated or is being overwritten in place.
+        return has_jpeg_eoi(path, latest.size) and (
+            (again := observe(path, latest.seen_at)) is not None and again.size == latest.size
+        )
+    return is_stable(first, latest, stable_s)

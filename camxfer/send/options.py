@@ -1,0 +1,41 @@
+"""Everything a sender run is told: one frozen dataclass built by the CLI or by the fleet."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    src_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50001
+    pattern: str = "*.jpg"
+    start_after: str | None = None  # only names strictly after this one
+    start_at: str | None = None  # only names from this one on (inclusive)
+    conns: int = 8
+    lookahead: int = 4
+    stable_ms: float = 5.0
+    file_wait_ms: float = 10.0
+    poll_ms: float = 50.0
+    frame_timeout: float = 5.0  # seconds a gap is waited for once later frames exist
+    max_files: int = 0  # 0 = unlimited
+    dest_path: str = ""
+    preserve_structure: bool = False
+    cleanup_part_files: bool = False
+    once: bool = False
+    timeout: float = 0.0  # seconds, 0 = none
+    jpeg_eoi: bool = False
+    window: int = 8  # files in flight per connection before waiting for an ack
+    retries: int = 8  # attempts per file before it is reported failed
+    connect_timeout: float = 5.0
+    ack_timeout: float = 60.0
+    sndbuf: int = 0  # 0 = leave to Linux autotuning
+    rcvbuf: int = 0
+    use_inotify: bool = True
+    verbose: bool = False
+
+    @property
+    def stable_s(self) -> float:
+        return self.stable_ms / 1000.0

@@ -1,0 +1,415 @@
+"""Which files to send, in what order, and when: the scanning half of the sender.
+
+The planner lists the source folder, keeps files that match the pattern and lie after the
+start name, and hands out those that are complete (`completion`) in name order. It never
+reads file contents and never touches sockets; the sender feeds back what happened to each
+file it handed out.
+
+Two ways of counting, chosen from the names:
+- numbered frames (`frame_camera01_000046836.jpg`, one camera per folder): the run covers
+  frame numbers first .. first+max_files-1. A number that is absent while later frames exist
+  is a gap: it is waited for up to `frame_timeout`, then reported missing. Complete frames
+  after a gap are not held back by it.
+- other names (or `--preserve-structure`): strictly in name order; `max_files` counts files.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from camxfer.frames import NumberedName, split_number
+from camxfer.send.completion import Observation, WriteState, is_complete, observe
+from camxfer.send.options import SendOptions
+from camxfer.send.watch import FolderWatcher
+
+log = logging.getLogger("camxfer.send")
+
+MAX_REPORTED_NAMES = 1000  # missing names listed in a report; the count is always exact
+
+
+@dataclass
+class ReadyFile:
+    """A complete file handed to the sender."""
+
+    rel: str  # path relative to the source folder
+    path: str
+    wire_name: str  # name sent to the receiver (relative path with --preserve-structure)
+    number: int | None
+    inode: int
+    ready_mono: float  # when it was judged complete (monotonic)
+    attempts: int = 0
+    rechecks: int = 0
+    not_before: float = 0.0  # monotonic time before which a retry must not start
+
+
+@dataclass
+class Listing:
+    entries: list[tuple[str, str]]  # (relative path, absolute path), in name order
+
+
+@dataclass
+class _Template:
+    prefix: str
+    suffix: str
+    width: int
+
+    def number_of(self, name: str) -> int | None:
+        parts = split_number(name)
+        if parts and parts.prefix == self.prefix and parts.suffix == self.suffix:
+            return parts.number
+        return None
+
+    def name_of(self, number: int) -> str:
+        return NumberedName(self.prefix, number, self.width, self.suffix).with_number(number)
+
+
+@dataclass
+class MissingReport:
+    count: int = 0
+    names: list[str] = field(default_factory=list)
+
+    def add(self, names: list[str]) -> None:
+        self.count += len(names)
+        room = MAX_REPORTED_NAMES - len(self.names)
+        self.names.extend(names[: max(room, 0)])
+
+
+class Planner:
+    def __init__(
+        self,
+        opts: SendOptions,
+        watcher: FolderWatcher | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.opts = opts
+        self.root = opts.src_dir
+        self.watcher = watcher
+        self.clock = clock
+        self.wall = wall
+        self.missing = MissingReport()
+        self.vanished: list[str] = []  # --once backlog files gone before they were sent
+        self._first_obs: dict[str, Observation] = {}
+        # numbered mode
+        self.template: _Template | None = None
+        self.first: int | None = None
+        self._inflight_numbers: set[int] = set()
+        self._final_above: set[int] = set()  # final numbers >= next_unresolved
+        self.next_unresolved: int | None = None
+        self._gap_since: dict[int, float] = {}
+        self.max_seen: int | None = None
+        # name mode
+        self._high_water: str | None = None
+        self._recheck: set[str] = set()
+        self._taken_count = 0
+        self._inflight_names: set[str] = set()
+        # --once: the backlog present at the first scan
+        self.backlog: set[str] | None = None
+        self._numbered_decided = False
+        self._decide_numbering_from_start()
+
+    # --- set-up ------------------------------------------------------------------------------
+    def _decide_numbering_from_start(self) -> None:
+        start = self.opts.start_at or self.opts.start_after
+        if self.opts.preserve_structure or start is None:
+            self._numbered_decided = self.opts.preserve_structure
+            return
+        parts = split_number(os.path.basename(start))
+        self._numbered_decided = True
+        if parts is None:
+            return
+        self.template = _Template(parts.prefix, parts.suffix, parts.width)
+        self.first = parts.number if self.opts.start_at else parts.number + 1
+        self.next_unresolved = self.first
+
+    def _decide_numbering_from_listing(self, listing: Listing) -> None:
+        if self._numbered_decided or not listing.entries:
+            return
+        self._numbered_decided = True
+        parts = split_number(listing.entries[0][0])
+        if parts is None:
+            return
+        self.template = _Template(parts.prefix, parts.suffix, parts.width)
+        self.first = parts.number
+        self.next_unresolved = parts.number
+
+    @property
+    def numbered(self) -> bool:
+        return self.template is not None
+
+    @property
+    def range_end(self) -> int | None:
+        if self.first is None or not self.opts.max_files:
+            return None
+        return self.first + self.opts.max_files
+
+    # --- listing -----------------------------------------------------------------------------
+    def list_folder(self) -> Listing:
+        entries: list[tuple[str, str]] = []
+        if self.opts.preserve_structure:
+            for folder, dirnames, filenames in os.walk(self.root):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                rel_folder = os.path.relpath(folder, self.root)
+                for name in filenames:
+                    rel = name if rel_folder == "." else f"{rel_folder}/{name}"
+                    if self._wanted(name, rel) and not os.path.islink(os.path.join(folder, name)):
+                        entries.append((rel, os.path.join(folder, name)))
+        else:
+            with os.scandir(self.root) as it:
+                for entry in it:
+                    if self._wanted(entry.name, entry.name) and entry.is_file(
+                        follow_symlinks=False
+                    ):
+                        entries.append((entry.name, entry.path))
+        entries.sort()
+        return Listing(entries)
+
+    def _wanted(self, name: str, rel: str) -> bool:
+        if name.startswith(".") or not fnmatch.fnmatchcase(name, self.opts.pattern):
+            return False
+        if self.template is not None:
+            return True  # numbered mode filters by number, below
+        if self.opts.start_at is not None and rel < self.opts.start_at:
+            return False
+        return not (self.opts.start_after is not None and rel <= self.opts.start_after)
+
+    # --- deciding ------------------------------------------------------------------------------
+    def scan(self) -> list[ReadyFile]:
+        """List the folder and return the files newly judged complete, in name order."""
+        listing = self.list_folder()
+        self._decide_numbering_from_listing(listing)
+        ready = self._scan_numbered(listing) if self.numbered else self._scan_names(listing)
+        if self.backlog:
+            self._drop_vanished_backlog(listing)
+        return ready
+
+    def _drop_vanished_backlog(self, listing: Listing) -> None:
+        listed = {rel for rel, _p in listing.entries}
+        inflight = self._inflight_names | {
+            rel
+            for rel in self.backlog
+            if self.template and self.template.number_of(rel) in self._inflight_numbers
+        }
+        for rel in sorted(self.backlog - listed - inflight):
+            log.warning("vanished before it was sent: %s", rel)
+            self.vanished.append(rel)
+            self.backlog.discard(rel)
+            self._first_obs.pop(rel, None)
+
+    def _complete(self, rel: str, path: str, lookahead_seen: bool) -> ReadyFile | None:
+        now = self.wall()
+        latest = observe(path, now)
+        if latest is None:
+            self._first_obs.pop(rel, None)
+            return None
+        first = self._first_obs.setdefault(rel, latest)
+        state = self.watcher.state(rel) if self.watcher else WriteState.UNKNOWN
+        if not is_complete(
+            path=path,
+            lookahead_seen=lookahead_seen,
+            write_state=state,
+            first=first,
+            latest=latest,
+            stable_s=self.opts.stable_s,
+            jpeg_eoi=self.opts.jpeg_eoi,
+        ):
+            if first.size != latest.size or first.mtime_ns != latest.mtime_ns:
+                self._first_obs[rel] = latest  # still changing: restart the stability window
+            return None
+        self._first_obs.pop(rel, None)
+        wire = rel if self.opts.preserve_structure else os.path.basename(rel)
+        number = self.template.number_of(rel) if self.template else None
+        return ReadyFile(rel, path, wire, number, latest.inode, self.clock())
+
+    def _scan_numbered(self, listing: Listing) -> list[ReadyFile]:
+        assert self.template is not None and self.next_unresolved is not None
+        present: dict[int, tuple[str, str]] = {}
+        for rel, path in listing.entries:
+            number = self.template.number_of(rel)
+            if number is None or number < self.next_unresolved:
+                continue
+            present[number] = (rel, path)
+        if present:
+            top = max(present)
+            self.max_seen = top if self.max_seen is None else max(self.max_seen, top)
+        end = self.range_end
+        if self.backlog is None and self.opts.once:
+            self.backlog = {
+                rel for number, (rel, _p) in present.items() if end is None or number < end
+            }
+        ready: list[ReadyFile] = []
+        for number in sorted(present):
+            if end is not None and number >= end:
+                break
+            if number in self._inflight_numbers or number in self._final_above:
+                continue
+            rel, path = present[number]
+            if self.backlog is not None and rel not in self.backlog:
+                continue
+            lookahead_seen = bool(
+                self.opts.lookahead
+                and self.max_seen is not None
+                and self.max_seen >= number + self.opts.lookahead
+            )
+            item = self._complete(rel, path, lookahead_seen)
+            if item is not None:
+                self._inflight_numbers.add(number)
+                ready.append(item)
+        if not self.opts.once:
+            self._account_gaps(present)
+        return ready
+
+    def _account_gaps(self, present: dict[int, tuple[str, str]]) -> None:
+        """Start timers for absent numbers below the newest frame; time out the old ones."""
+        assert self.template is not None and self.next_unresolved is not None
+        if self.max_seen is None:
+            return
+        upper = self.max_seen if self.range_end is None else min(self.max_seen, self.range_end)
+        now = self.clock()
+        known = sorted(
+            n
+            for n in set(present) | self._inflight_numbers | self._final_above
+            if self.next_unresolved <= n < upper
+        )
+        holes: list[tuple[int, int]] = []
+        cursor = self.next_unresolved
+        for n in [*known, upper]:
+            if n > cursor:
+                holes.append((cursor, n))
+            cursor = max(cursor, n + 1)
+        live_starts = set()
+        for start, stop in holes:
+            live_starts.add(start)
+            since = self._gap_since.setdefault(start, now)
+            if now - since >= self.opts.frame_timeout:
+                names = [
+                    self.template.name_of(n)
+                    for n in range(start, min(stop, start + MAX_REPORTED_NAMES))
+                ]
+                self.missing.count += stop - start - len(names)
+                self.missing.add(names)
+                log.warning(
+                    "missing: %s (waited %.1f s)",
+                    names[0]
+                    if stop - start == 1
+                    else f"{names[0]} .. {self.template.name_of(stop - 1)}",
+                    now - since,
+                )
+                self._final_above.update(range(start, stop))
+                live_starts.discard(start)
+        self._gap_since = {s: t for s, t in self._gap_since.items() if s in live_starts}
+        self._advance()
+
+    def _advance(self) -> None:
+        assert self.next_unresolved is not None
+        while self.next_unresolved in self._final_above:
+            self._final_above.discard(self.next_unresolved)
+            self.next_unresolved += 1
+
+    def _scan_names(self, listing: Listing) -> list[ReadyFile]:
+        if self.backlog is None and self.opts.once:
+            names = [rel for rel, _p in listing.entries]
+            if self.opts.max_files:
+                names = names[: self.opts.max_files]
+            self.backlog = set(names)
+        ready: list[ReadyFile] = []
+        count = len(listing.entries)
+        for index, (rel, path) in enumerate(listing.entries):
+            if rel in self._inflight_names:
+                continue
+            fresh = self._high_water is None or rel > self._high_water
+            if not fresh and rel not in self._recheck:
+                continue
+            if self.backlog is not None and rel not in self.backlog:
+                continue
+            if fresh and self.opts.max_files and self._taken_count >= self.opts.max_files:
+                break
+            lookahead_seen = bool(self.opts.lookahead) and count - index - 1 >= self.opts.lookahead
+            item = self._complete(rel, path, lookahead_seen)
+            if item is None:
+                if fresh:
+                    break  # strictly in name order
+                continue
+            if fresh:
+                self._high_water = rel
+                self._taken_count += 1
+            self._recheck.discard(rel)
+            self._inflight_names.add(rel)
+            ready.append(item)
+        return ready
+
+    # --- feedback from the sender ------------------------------------------------------------
+    def mark_final(self, item: ReadyFile) -> None:
+        """The file landed, failed for good or vanished: never hand it out again."""
+        if item.number is not None and self.numbered:
+            self._inflight_numbers.discard(item.number)
+            if self.next_unresolved is not None and item.number >= self.next_unresolved:
+                self._final_above.add(item.number)
+                self._advance()
+        else:
+            self._inflight_names.discard(item.rel)
+        if self.backlog is not None:
+            self.backlog.discard(item.rel)
+        if self.watcher:
+            self.watcher.forget(item.rel)
+
+    def recheck(self, item: ReadyFile) -> None:
+        """The file changed while it was being read: judge its completion again later."""
+        if item.number is not None and self.numbered:
+            self._inflight_numbers.discard(item.number)
+        else:
+            self._inflight_names.discard(item.rel)
+            self._recheck.add(item.rel)
+        if self.watcher and self.watcher.state(item.rel) is WriteState.CLOSED:
+            self.watcher.forget(item.rel)
+
+    # --- progress ------------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """Nothing more will be handed out, and everything handed out is final."""
+        if self.backlog is not None:
+            return not self.backlog
+        if not self.opts.max_files:
+            return False
+        if self.numbered:
+            end = self.range_end
+            return (
+                end is not None and self.next_unresolved is not None and self.next_unresolved >= end
+            )
+        return self._taken_count >= self.opts.max_files and not self._inflight_names
+
+    def expected_next_path(self) -> Path | None:
+        """The next frame's path, when numbering predicts it (checked cheaply between listings)."""
+        if not self.numbered or self.next_unresolved is None:
+            return None
+        number = self.next_unresolved if self.max_seen is None else self.max_seen + 1
+        return self.root / self.template.name_of(number)
+
+    @property
+    def waiting_for_completion(self) -> bool:
+        return bool(self._first_obs)
+
+
+def cleanup_part_files(root: Path, *, older_than_s: float = 60.0) -> int:
+    """Remove stale `*.part` files (left by an interrupted writer) under the source folder."""
+    removed = 0
+    cutoff = time.time() - older_than_s
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if not name.endswith(".part"):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if os.lstat(path).st_mtime < cutoff:
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed

@@ -1,0 +1,284 @@
+"""A sender run: the planner finds complete files, connection workers push them, results return.
+
+The calling thread runs the planner (scan, wait for inotify or the poll interval, repeat) and
+applies the workers' results to it and to the report. It stops when the planner has nothing
+more to give (--once backlog or --max-files reached, all acknowledged), at the timeout, or when
+`stop` is set (graceful: in-flight files finish; `abandon` gives up on them at once).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from camxfer.errors import TransferError, UsageError
+from camxfer.send.options import SendOptions
+from camxfer.send.report import SendReport
+from camxfer.send.scan import Planner, ReadyFile, cleanup_part_files
+from camxfer.send.watch import FolderWatcher
+from camxfer.send.worker import ConnectionWorker, Result, WorkQueue
+
+log = logging.getLogger("camxfer.send")
+
+STOP_GRACE_S = 10.0  # after a stop request, how long in-flight files may take to be acked
+
+
+class SendRun:
+    def __init__(
+        self,
+        opts: SendOptions,
+        *,
+        stop: threading.Event | None = None,
+        abandon: threading.Event | None = None,
+        progress: Callable[[SendReport], None] | None = None,
+        progress_interval: float = 1.0,
+    ) -> None:
+        if not opts.src_dir.is_dir():
+            raise UsageError(f"source folder {opts.src_dir} does not exist or is not a folder")
+        self.opts = opts
+        self.stop = stop or threading.Event()
+        self.abandon = abandon or threading.Event()
+        self.progress = progress
+        self.progress_interval = progress_interval
+        self.report = SendReport()
+        self.results: queue.Queue[Result] = queue.Queue()
+        self.fatal: str | None = None
+        self._planner: Planner | None = None
+        self._outstanding: dict[str, ReadyFile] = {}  # handed to workers, not final yet
+
+    def run(self) -> SendReport:
+        opts = self.opts
+        if opts.cleanup_part_files:
+            removed = cleanup_part_files(opts.src_dir)
+            if removed:
+                log.info("removed %d stale .part files under %s", removed, opts.src_dir)
+        watcher = (
+            FolderWatcher.create(opts.src_dir, recursive=opts.preserve_structure)
+            if opts.use_inotify
+            else None
+        )
+        planner = Planner(opts, watcher)
+        self._planner = planner
+        deadline = time.monotonic() + opts.timeout if opts.timeout else None
+        stop_taking = threading.Event()
+        try:
+            if opts.once:
+                work, workers = self._start_once(planner, deadline, stop_taking)
+            else:
+                work = WorkQueue()
+                workers = self._start_workers(work, stop_taking, announce=False)
+            self._main_loop(planner, watcher, work, deadline)
+            work.close()
+            if self.stop.is_set() or self._timed_out(deadline):
+                stop_taking.set()  # in-flight files finish; queued ones are abandoned
+            self._join(workers)
+        finally:
+            if watcher:
+                watcher.close()
+        self._drain_results()
+        for worker in workers:
+            for item in worker.abandoned:
+                self._outstanding.pop(item.rel, None)
+                self.report.abandoned.append(item.rel)
+        self.report.abandoned.extend(self._outstanding)
+        self._account_unsent(planner)
+        self.report.ended = time.monotonic()
+        if self.fatal:
+            raise TransferError(self.fatal)
+        return self.report
+
+    # --- start-up ------------------------------------------------------------------------------
+    def _start_workers(
+        self,
+        work: WorkQueue,
+        stop_taking: threading.Event,
+        *,
+        announce: bool,
+        count: int | None = None,
+    ) -> list[ConnectionWorker]:
+        workers = [
+            ConnectionWorker(
+                i,
+                self.opts,
+                work,
+                self.results,
+                announce_counts=announce,
+                stop_taking=stop_taking,
+                abandon=self.abandon,
+            )
+            for i in range(count or self.opts.conns)
+        ]
+        for worker in workers:
+            worker.start()
+        return workers
+
+    def _start_once(
+        self, planner: Planner, deadline: float | None, stop_taking: threading.Event
+    ) -> tuple[WorkQueue, list[ConnectionWorker]]:
+        """--once: wait until the whole backlog is judged complete, then give each connection
+        its share, so every connection can announce how many files it will send."""
+        ready: list[ReadyFile] = []
+        while not self.stop.is_set() and not self._timed_out(deadline):
+            ready.extend(planner.scan())
+            self._report_planner(planner)
+            if planner.backlog is not None and len(planner.backlog) <= len(ready):
+                break
+            time.sleep(min(self.opts.stable_s, self.opts.file_wait_ms / 1000) or 0.001)
+        lanes = max(1, min(self.opts.conns, len(ready)))
+        work = WorkQueue(lanes)
+        for index, item in enumerate(ready):
+            self._outstanding[item.rel] = item
+            work.put(item, index % lanes)
+        # Workers beyond the number of lanes share a lane's items (index % lanes) but must
+        # not announce counts for them: start exactly one worker per lane.
+        workers = self._start_workers(work, stop_taking, announce=True, count=lanes)
+        return work, workers
+
+    # --- the loop ------------------------------------------------------------------------------
+    def _main_loop(
+        self,
+        planner: Planner,
+        watcher: FolderWatcher | None,
+        work: WorkQueue,
+        deadline: float | None,
+    ) -> None:
+        last_progress = time.monotonic()
+        last_listing = 0.0
+        poll_s = self.opts.poll_ms / 1000
+        woke = True
+        while True:
+            self._drain_results()
+            if self.fatal or self.stop.is_set() or self._timed_out(deadline):
+                return
+            if planner.finished and not self._outstanding:
+                return
+            now = time.monotonic()
+            if woke or planner.waiting_for_completion or now - last_listing >= poll_s:
+                # (--once: only files sent back for a recheck come out of the planner here.)
+                for item in planner.scan():
+                    self._outstanding[item.rel] = item
+                    work.put(item)
+                last_listing = now
+                self._report_planner(planner)
+            if self.progress and now - last_progress >= self.progress_interval:
+                self.progress(self.report)
+                last_progress = now
+            woke = self._wait(planner, watcher)
+
+    def _wait(self, planner: Planner, watcher: FolderWatcher | None) -> bool:
+        """Sleep until something may have changed; True when the folder changed."""
+        opts = self.opts
+        wait_s = opts.poll_ms / 1000
+        if planner.waiting_for_completion:
+            wait_s = min(wait_s, max(opts.stable_s, 0.001), opts.file_wait_ms / 1000)
+        if self._outstanding:
+            wait_s = min(wait_s, 0.02)  # results to apply soon
+        if watcher is not None:
+            return watcher.poll(wait_s * 1000)
+        # No watcher: check cheaply, every --file-wait-ms, whether the next frame appeared.
+        expected = planner.expected_next_path()
+        end = time.monotonic() + wait_s
+        step = max(opts.file_wait_ms / 1000, 0.001)
+        while time.monotonic() < end and not self.stop.is_set():
+            if expected is not None and expected.exists():
+                return True
+            time.sleep(min(step, max(end - time.monotonic(), 0)))
+        return False
+
+    def _timed_out(self, deadline: float | None) -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    def _join(self, workers: list[ConnectionWorker]) -> None:
+        grace_end = time.monotonic() + STOP_GRACE_S
+        for worker in workers:
+            while worker.is_alive():
+                worker.join(0.1)
+                self._drain_results()
+                if time.monotonic() > grace_end and (self.stop.is_set() or self.fatal):
+                    self.abandon.set()
+        self._drain_results()
+
+    # --- results -------------------------------------------------------------------------------
+    def _drain_results(self) -> None:
+        while True:
+            try:
+                result = self.results.get_nowait()
+            except queue.Empty:
+                return
+            self._apply(result)
+
+    def _apply(self, result: Result) -> None:
+        planner = self._planner
+        item = result.item
+        if result.kind == "fatal":
+            self.fatal = self.fatal or result.reason
+            self.stop.set()
+            return
+        if item is None:
+            return
+        if result.kind == "retry":
+            self.report.retry()
+            return
+        if result.kind == "recheck":
+            self.report.retry()
+            self._outstanding.pop(item.rel, None)
+            item.rechecks += 1
+            if item.rechecks > 20:
+                self._final(item)
+                self.report.add_problem("failed", item.rel, f"kept changing: {result.reason}")
+                return
+            log.info("%s: %s; checking again", item.rel, result.reason)
+            if planner:
+                planner.recheck(item)
+            return
+        self._final(item)
+        if result.kind == "landed":
+            latency = result.at - item.ready_mono
+            self.report.landed(item.rel, result.size, latency, result.duplicate)
+            log.debug(
+                "landed %s (%d bytes, %.1f ms%s)",
+                item.rel,
+                result.size,
+                latency * 1000,
+                ", already there" if result.duplicate else "",
+            )
+        else:
+            log.warning("%s %s: %s", result.kind, item.rel, result.reason)
+            self.report.add_problem(result.kind, item.rel, result.reason)
+
+    def _final(self, item: ReadyFile) -> None:
+        self._outstanding.pop(item.rel, None)
+        if self._planner:
+            self._planner.mark_final(item)
+
+    def _report_planner(self, planner: Planner) -> None:
+        while planner.vanished:
+            rel = planner.vanished.pop(0)
+            self.report.add_problem("vanished", rel, "deleted before it could be sent")
+
+    def _account_unsent(self, planner: Planner) -> None:
+        """At the end, frames of the asked range that were never sent count as missing."""
+        self._report_planner(planner)
+        self.report.missing_count = planner.missing.count
+        self.report.missing = list(planner.missing.names)
+        if planner.backlog:
+            for rel in sorted(planner.backlog - set(self.report.abandoned)):
+                self.report.add_problem("vanished", rel, "never judged complete before the end")
+        end = planner.range_end
+        if planner.numbered and end is not None and planner.next_unresolved is not None:
+            landed = set(self.report.landed_names) | set(self.report.abandoned)
+            problems = {p.name for p in self.report.failed + self.report.vanished}
+            for number in range(planner.next_unresolved, end):
+                name = planner.template.name_of(number)
+                if name in landed or name in problems:
+                    continue
+                self.report.missing_count += 1
+                if len(self.report.missing) < 1000:
+                    self.report.missing.append(name)
+
+
+def run_send(opts: SendOptions, **kwargs: object) -> SendReport:
+    return SendRun(opts, **kwargs).run()

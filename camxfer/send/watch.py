@@ -1,0 +1,104 @@
+"""Watching the source folder with inotify: wake the scanner early and track who is writing.
+
+The watcher is an accelerator, not the source of truth: the scanner still lists the folder
+every poll interval (inotify misses events on NFS, overflows under load, and knows nothing of
+files written before it started). What it adds is (1) a wake-up as soon as a frame is
+written, instead of waiting for the next poll, and (2) the write state of each file, so a
+file a writer holds open and pauses on is not mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from camxfer.send.completion import WriteState
+
+log = logging.getLogger("camxfer.send")
+
+try:
+    from inotify_simple import INotify
+    from inotify_simple import flags as F
+except ImportError:  # pragma: no cover - the dependency is declared; this is for odd platforms
+    INotify = None
+
+_MASK_NAMES = ("CREATE", "MODIFY", "CLOSE_WRITE", "MOVED_TO", "DELETE", "MOVED_FROM")
+
+
+class FolderWatcher:
+    """Tracks write state per relative path under `root` (recursively when `recursive`)."""
+
+    def __init__(self, root: Path, *, recursive: bool) -> None:
+        self.root = root
+        self.recursive = recursive
+        self.states: dict[str, WriteState] = {}
+        self._inotify = INotify()
+        self._mask = 0
+        for name in _MASK_NAMES:
+            self._mask |= getattr(F, name)
+        self._dirs: dict[int, str] = {}  # watch descriptor -> relative folder ('' = root)
+        self._add_tree("")
+
+    @classmethod
+    def create(cls, root: Path, *, recursive: bool) -> FolderWatcher | None:
+        if INotify is None:
+            return None
+        try:
+            return cls(root, recursive=recursive)
+        except OSError as exc:
+            log.info("inotify unavailable (%s); polling only", exc)
+            return None
+
+    def fileno(self) -> int:
+        return self._inotify.fileno()
+
+    def _add_tree(self, rel: str) -> None:
+        folder = self.root / rel if rel else self.root
+        try:
+            wd = self._inotify.add_watch(str(folder), self._mask | (F.ONLYDIR if rel else 0))
+        except OSError as exc:
+            log.debug("cannot watch %s: %s", folder, exc)
+            return
+        self._dirs[wd] = rel
+        if self.recursive:
+            try:
+                with os.scandir(folder) as entries:
+                    for entry in entries:
+                        if entry.is_dir(follow_symlinks=False):
+                            self._add_tree(f"{rel}/{entry.name}" if rel else entry.name)
+            except OSError:
+                pass
+
+    def poll(self, timeout_ms: float) -> bool:
+        """Wait up to `timeout_ms` for events and apply them; True when something happened."""
+        events = self._inotify.read(timeout=max(0, int(timeout_ms)), read_delay=None)
+        for event in events:
+            if event.mask & F.Q_OVERFLOW:
+                # Lost events: forget what we knew and let stability checks decide.
+                self.states.clear()
+                continue
+            folder = self._dirs.get(event.wd)
+            if folder is None or not event.name:
+                continue
+            rel = f"{folder}/{event.name}" if folder else event.name
+            if event.mask & F.ISDIR:
+                if self.recursive and event.mask & (F.CREATE | F.MOVED_TO):
+                    self._add_tree(rel)
+                continue
+            if event.mask & (F.DELETE | F.MOVED_FROM):
+                self.states.pop(rel, None)
+            elif event.mask & (F.CLOSE_WRITE | F.MOVED_TO):
+                self.states[rel] = WriteState.CLOSED
+            elif event.mask & (F.CREATE | F.MODIFY):
+                self.states[rel] = WriteState.WRITING
+        return bool(events)
+
+    def state(self, rel: str) -> WriteState:
+        return self.states.get(rel, WriteState.UNKNOWN)
+
+    def forget(self, rel: str) -> None:
+        self.states.pop(rel, None)
+
+    def close(self) -> None:
+        self._inotify.close()

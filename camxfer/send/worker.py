@@ -1,0 +1,307 @@
+"""A connection worker: takes ready files from the queue and pushes them down one connection.
+
+Per file: open, check it is still the file judged complete (same inode), read it once to
+compute the checksum, check it did not change while read, then send header + zero-copy body.
+Up to `window` files are in flight before the worker waits for an ack. A broken connection
+puts every unacknowledged file back in the queue (with backoff), and a reconnect resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from camxfer.protocol import Reply, Status, new_hasher
+from camxfer.send.connection import Connection, ConnectionLost, ConnectionSettings, HandshakeRefused
+from camxfer.send.options import SendOptions
+from camxfer.send.scan import ReadyFile
+
+log = logging.getLogger("camxfer.send")
+
+READ_BUFFER_BYTES = 1 << 20
+MAX_BACKOFF_S = 5.0
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential backoff: 0.1 s, 0.2 s, 0.4 s ... capped at 5 s."""
+    return min(0.1 * (2 ** max(attempt - 1, 0)), MAX_BACKOFF_S)
+
+
+class WorkQueue:
+    """Ready files waiting for a connection: one shared lane, or one lane per connection.
+
+    Lanes are used when each connection announces its file count up front (--once with a
+    receiver that wants counts): then a file must stay with its connection.
+    """
+
+    def __init__(self, lanes: int = 1) -> None:
+        self._lanes: list[deque[ReadyFile]] = [deque() for _ in range(lanes)]
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item: ReadyFile, lane: int = 0) -> None:
+        with self._cond:
+            self._lanes[lane % len(self._lanes)].append(item)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No new files will come (retries still may, until the workers finish)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def pending(self, lane: int) -> int:
+        with self._cond:
+            return len(self._lanes[lane % len(self._lanes)])
+
+    def get(self, lane: int, timeout: float) -> ReadyFile | None:
+        deadline = time.monotonic() + timeout
+        lane_items = self._lanes[lane % len(self._lanes)]
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for index, item in enumerate(lane_items):
+                    if item.not_before <= now:
+                        del lane_items[index]
+                        return item
+                wait = deadline - now
+                if lane_items:
+                    wait = min(wait, min(i.not_before for i in lane_items) - now)
+                if wait <= 0:
+                    return None
+                self._cond.wait(wait)
+
+    def drained(self, lane: int) -> bool:
+        with self._cond:
+            return self._closed and not self._lanes[lane % len(self._lanes)]
+
+
+@dataclass
+class Result:
+    kind: str  # landed | failed | vanished | recheck | retry | fatal
+    item: ReadyFile | None
+    size: int = 0
+    duplicate: bool = False
+    reason: str = ""
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class _InFlight:
+    item: ReadyFile
+    size: int
+
+
+class ConnectionWorker(threading.Thread):
+    def __init__(
+        self,
+        index: int,
+        opts: SendOptions,
+        work: WorkQueue,
+        results: queue.Queue[Result],
+        *,
+        announce_counts: bool,
+        stop_taking: threading.Event,
+        abandon: threading.Event,
+    ) -> None:
+        super().__init__(name=f"camxfer-conn-{index}", daemon=True)
+        self.index = index
+        self.opts = opts
+        self.work = work
+        self.results = results
+        self.announce_counts = announce_counts
+        self.stop_taking = stop_taking
+        self.abandon = abandon
+        self.settings = ConnectionSettings(
+            opts.host, opts.port, opts.connect_timeout, opts.ack_timeout, opts.sndbuf, opts.rcvbuf
+        )
+        self._buffer = bytearray(READ_BUFFER_BYTES)
+        self._conn: Connection | None = None
+        self._inflight: dict[int, _InFlight] = {}
+        self._connect_failures = 0
+        self.abandoned: list[ReadyFile] = []
+
+    # --- main loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self._loop()
+            self._finish()
+        except HandshakeRefused as exc:
+            self.results.put(Result("fatal", None, reason=str(exc)))
+        except Exception as exc:  # a bug must not leave the run hanging
+            log.exception("connection worker %d crashed", self.index)
+            self.results.put(Result("fatal", None, reason=f"internal error: {exc}"))
+        finally:
+            self._close()
+            for flight in self._inflight.values():
+                self.abandoned.append(flight.item)
+            self._inflight.clear()
+
+    def _loop(self) -> None:
+        while not self.abandon.is_set():
+            item = None
+            if not self.stop_taking.is_set() and len(self._inflight) < self.opts.window:
+                item = self.work.get(self.index, 0.0 if self._inflight else 0.05)
+            if item is None:
+                if self._inflight:
+                    self._collect(block=True)
+                    continue
+                if self.stop_taking.is_set() or self.work.drained(self.index):
+                    return
+                continue
+            self._send(item)
+
+    def _send(self, item: ReadyFile) -> None:
+        prepared = self._prepare(item)
+        if prepared is None:
+            return
+        fd, size, checksum = prepared
+        try:
+            conn = self._connection(extra=1)
+            seq = conn.send_file(fd, item.wire_name, self.opts.dest_path, size, checksum)
+            self._inflight[seq] = _InFlight(item, size)
+            self._collect(block=False)
+        except ConnectionLost as exc:
+            self._connection_lost(str(exc), also=item)
+        finally:
+            os.close(fd)
+
+    def _prepare(self, item: ReadyFile) -> tuple[int, int, bytes] | None:
+        """Open and checksum the file; None when it vanished or changed (reported)."""
+        try:
+            fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            self.results.put(Result("vanished", item, reason="deleted before it was read"))
+            return None
+        except OSError as exc:
+            self.results.put(Result("failed", item, reason=f"cannot open: {exc.strerror}"))
+            return None
+        try:
+            before = os.fstat(fd)
+            if before.st_ino != item.inode:
+                os.close(fd)
+                self.results.put(Result("recheck", item, reason="replaced since judged complete"))
+                return None
+            hasher = new_hasher()
+            view = memoryview(self._buffer)
+            total = 0
+            with open(fd, "rb", buffering=0, closefd=False) as f:
+                while n := f.readinto(self._buffer):
+                    hasher.update(view[:n])
+                    total += n
+            after = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
+            self.results.put(Result("failed", item, reason=f"cannot read: {exc.strerror}"))
+            return None
+        if total != after.st_size or (before.st_size, before.st_mtime_ns) != (
+            after.st_size,
+            after.st_mtime_ns,
+        ):
+            os.close(fd)
+            self.results.put(Result("recheck", item, reason="changed while being read"))
+            return None
+        return fd, total, hasher.digest()
+
+    # --- connection management ----------------------------------------------------------------
+    def _connection(self, extra: int) -> Connection:
+        if self._conn is not None:
+            return self._conn
+        announce = None
+        if self.announce_counts:
+            announce = self.work.pending(self.index) + len(self._inflight) + extra
+        self._conn = Connection(self.settings, announce)  # raises ConnectionLost / HandshakeRefused
+        self._connect_failures = 0
+        return self._conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection_lost(self, reason: str, also: ReadyFile | None = None) -> None:
+        self._close()
+        self._connect_failures += 1
+        items = [f.item for f in self._inflight.values()]
+        self._inflight.clear()
+        if also is not None:
+            items.append(also)
+        log.warning("connection %d: %s; %d file(s) to resend", self.index, reason, len(items))
+        for item in items:
+            self._retry(item, reason)
+        # Back off before reconnecting, waking early if the run is being abandoned.
+        self.abandon.wait(backoff_delay(self._connect_failures))
+
+    def _retry(self, item: ReadyFile, reason: str) -> None:
+        item.attempts += 1
+        if item.attempts > self.opts.retries:
+            self.results.put(
+                Result("failed", item, reason=f"{reason} (gave up after {item.attempts} attempts)")
+            )
+            return
+        self.results.put(Result("retry", item, reason=reason))
+        item.not_before = time.monotonic() + backoff_delay(item.attempts)
+        self.work.put(item, self.index)
+
+    # --- acknowledgements ---------------------------------------------------------------------
+    def _collect(self, *, block: bool) -> None:
+        if self._conn is None:
+            return
+        try:
+            if block:
+                replies = self._conn.wait_replies(self.opts.ack_timeout)
+            else:
+                replies = self._conn.poll_replies()
+        except ConnectionLost as exc:
+            self._connection_lost(str(exc))
+            return
+        for reply in replies:
+            self._handle_reply(reply)
+
+    def _handle_reply(self, reply: Reply) -> None:
+        flight = self._inflight.pop(reply.seq, None)
+        if flight is None:
+            return  # an END reply or a handshake-level error; nothing in flight under it
+        item = flight.item
+        if reply.status.landed:
+            self.results.put(
+                Result("landed", item, size=flight.size, duplicate=reply.status == Status.DUPLICATE)
+            )
+        elif reply.status == Status.CHECKSUM_MISMATCH:
+            # The bytes sent differ from the bytes hashed: the file changed mid-send.
+            item.attempts += 1
+            if item.attempts > self.opts.retries:
+                self.results.put(Result("failed", item, reason=reply.message))
+            else:
+                self.results.put(Result("recheck", item, reason=reply.message))
+        elif reply.status.retryable:
+            self._retry(item, f"receiver: {reply.message}")
+        else:
+            self.results.put(Result("failed", item, reason=f"receiver: {reply.message}"))
+
+    def _finish(self) -> None:
+        """Wait for the last acks, then close the connection with END."""
+        deadline = time.monotonic() + self.opts.ack_timeout
+        while self._inflight and self._conn is not None and not self.abandon.is_set():
+            if time.monotonic() > deadline:
+                break
+            self._collect(block=True)
+        if self._conn is not None and not self._inflight:
+            try:
+                seq = self._conn.send_end()
+                while True:
+                    replies = self._conn.wait_replies(self.opts.ack_timeout)
+                    end = [r for r in replies if r.seq == seq]
+                    if end:
+                        if end[0].status != Status.OK:
+                            log.warning(
+                                "connection %d: receiver at end: %s", self.index, end[0].message
+                            )
+                        break
+            except ConnectionLost:
+                pass
