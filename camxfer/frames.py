@@ -14,7 +14,7 @@ from dataclasses import dataclass
 _NUMBER_IN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[^.\d]*)?)$")
 # A full frame id as cameras write it: frame_camera01_000046836.jpg
 _FRAME_ID = re.compile(
-    r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9-]{0,63})_(?P<number>\d{1,18})\.jpg$"
+    r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]{0,63})_(?P<number>\d{1,18})\.jpg$"
 )
 
 FRAME_DIGITS = 9

@@ -34,6 +34,8 @@ class SendOptions:
     sndbuf: int = 0  # 0 = leave to Linux autotuning
     rcvbuf: int = 0
     use_inotify: bool = True
+    # Names known to have landed already (a repeated trigger): final at once, never resent.
+    already_landed: frozenset[str] = frozenset()
     verbose: bool = False
 
     @property

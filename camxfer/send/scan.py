@@ -128,6 +128,11 @@ class Planner:
         self.template = _Template(parts.prefix, parts.suffix, parts.width)
         self.first = parts.number if self.opts.start_at else parts.number + 1
         self.next_unresolved = self.first
+        for name in self.opts.already_landed:
+            number = self.template.number_of(name)
+            if number is not None and number >= self.first:
+                self._final_above.add(number)
+        self._advance()
 
     def _decide_numbering_from_listing(self, listing: Listing) -> None:
         if self._numbered_decided or not listing.entries:
@@ -323,6 +328,12 @@ class Planner:
         count = len(listing.entries)
         for index, (rel, path) in enumerate(listing.entries):
             if rel in self._inflight_names:
+                continue
+            if rel in self.opts.already_landed and (
+                self._high_water is None or rel > self._high_water
+            ):
+                self._high_water = rel  # landed by an earlier run: counts, is not resent
+                self._taken_count += 1
                 continue
             fresh = self._high_water is None or rel > self._high_water
             if not fresh and rel not in self._recheck:

@@ -1,0 +1,107 @@
+"""`camxfer receivers`: one supervised receiver per camera of camera_config.json."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+
+from camxfer.cli.common import positive_int
+from camxfer.errors import ExitCode, UsageError
+from camxfer.fleet.config import add_config_argument, load_config
+from camxfer.fleet.supervisor import Child, Supervisor
+from camxfer.logs import setup_logging
+
+log = logging.getLogger("camxfer.fleet")
+
+EXAMPLES = """\
+examples:
+  camxfer receivers                                  # every camera in ./camera_config.json
+  camxfer receivers --config /etc/camxfer/camera_config.json --workers 4 --camera camera04
+
+Camera N of the config (in file order) listens on its "port" (default 50001 + N) and lands
+frames under its "dest_path"; senders name <ball_id>/<camera> inside it. A receiver that dies
+is restarted (backoff doubling up to 30 s); SIGINT/SIGTERM stops them all cleanly.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "receivers",
+        help="run and supervise one receiver per camera from camera_config.json",
+        description="Start one receiver per camera of the config, each on its port and "
+        "landing under its dest_path, and keep them running.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_argument(p)
+    p.add_argument(
+        "--camera",
+        action="append",
+        metavar="NAME",
+        help="only this camera (repeat for several; default: every camera)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive_int,
+        default=16,
+        help="worker processes per receiver (default: %(default)s)",
+    )
+    p.add_argument(
+        "--listen-ip",
+        metavar="ADDR",
+        help='address every receiver binds (default: each camera\'s "host")',
+    )
+    p.add_argument(
+        "--reuseport", action="store_true", help="give each worker its own SO_REUSEPORT socket"
+    )
+    p.add_argument("--verbose", action="store_true", help="log every file landed")
+    p.set_defaults(handler=run)
+
+
+def receiver_children(args: argparse.Namespace) -> list[Child]:
+    config = load_config(args.config, need_dest=True)
+    cameras = config.cameras
+    if args.camera:
+        cameras = tuple(config.camera(name) for name in args.camera)
+    children = []
+    for camera in cameras:
+        argv = [
+            sys.executable,
+            "-m",
+            "camxfer",
+            "recv",
+            "--listen-ip",
+            args.listen_ip or camera.host,
+            "--port",
+            str(camera.port),
+            "--out-dir",
+            str(camera.dest_path),
+            "--workers",
+            str(args.workers),
+            "--use-dest-paths",
+        ]
+        if args.reuseport:
+            argv.append("--reuseport")
+        if args.verbose:
+            argv.append("--verbose")
+        children.append(Child(f"receiver {camera.name} :{camera.port}", argv))
+    if not children:
+        raise UsageError("no cameras to run receivers for")
+    return children
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging("receivers", verbose=args.verbose)
+    supervisor = Supervisor(receiver_children(args))
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("stopping every receiver (%s)", signal.Signals(signum).name)
+        supervisor.stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    supervisor.run()
+    log.info("stopped")
+    return ExitCode.OK

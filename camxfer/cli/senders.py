@@ -1,0 +1,234 @@
+"""`camxfer senders`: one sender per camera of camera_config.json, directly or on ZMQ triggers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
+from camxfer.errors import ExitCode, UsageError
+from camxfer.fleet import detached
+from camxfer.fleet.config import CameraConfig, add_config_argument, load_config
+from camxfer.fleet.events import EventBook, EventSettings
+from camxfer.fleet.trigger_server import TriggerServer
+from camxfer.logs import setup_logging
+
+log = logging.getLogger("camxfer.fleet")
+
+EXAMPLES = """\
+examples:
+  camxfer senders --zmq --zmq-port 5555        # deployment: wait for triggers
+  camxfer senders --once                        # send every camera's backlog now, then exit
+  camxfer senders --detach --timeout 600        # direct mode in the background
+  camxfer senders --list                        # detached senders and whether they run
+  camxfer senders --stop                        # stop the detached senders
+
+Trigger mode: a request {"frame_id": "frame_camera01_000046836.jpg", "ball_id": "ball_001"}
+sends, for every camera, frames 46836 .. 46836+max_files-1 (that camera's own file names) to
+<dest_path>/ball_001/<camera>/ on its receiver. The reply is {"ok": true, "event": ID} at once;
+{"status": ID} returns the event's progress. Direct mode sends to <dest_path>/<camera>/.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "senders",
+        help="run one sender per camera from camera_config.json (directly or on ZMQ triggers)",
+        description="Start a sender for every camera of the config, or serve ZMQ triggers that "
+        "send an event's frames from every camera.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_argument(p)
+    p.add_argument(
+        "--camera",
+        action="append",
+        metavar="NAME",
+        help="only this camera (repeat for several; default: every camera)",
+    )
+    trigger = p.add_argument_group("trigger mode")
+    trigger.add_argument("--zmq", action="store_true", help="serve ZMQ triggers (REP socket)")
+    trigger.add_argument(
+        "--zmq-port", type=port_number, default=5555, help="trigger port (default: %(default)s)"
+    )
+    trigger.add_argument(
+        "--zmq-bind",
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="address the trigger socket binds (default: %(default)s)",
+    )
+    trigger.add_argument(
+        "--frame-timeout",
+        type=non_negative_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="wait this long for a gap in the frames before reporting it missing (default: 5)",
+    )
+    direct = p.add_argument_group("direct mode")
+    direct.add_argument(
+        "--once",
+        action="store_true",
+        help="send each camera's backlog and exit (default: keep watching)",
+    )
+    direct.add_argument(
+        "--detach",
+        action="store_true",
+        help="run the senders in the background, with a pid and log file each in --run-dir",
+    )
+    direct.add_argument("--list", action="store_true", help="list the detached senders")
+    direct.add_argument("--stop", action="store_true", help="stop the detached senders")
+    direct.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path(".camxfer/senders"),
+        help="pid and log files of detached senders (default: %(default)s)",
+    )
+    both = p.add_argument_group("both modes")
+    both.add_argument(
+        "--max-files",
+        type=non_negative_int,
+        default=None,
+        help="frames per camera (a camera's own max_files wins); trigger mode "
+        "default 800, direct mode default unlimited",
+    )
+    both.add_argument(
+        "--timeout",
+        type=non_negative_float,
+        default=None,
+        metavar="SECONDS",
+        help="trigger mode: an event ends at the latest after this long "
+        "(default 300); direct mode: each sender stops after this long "
+        "(default: no limit)",
+    )
+    both.add_argument(
+        "--conns",
+        type=positive_int,
+        default=8,
+        help="connections per camera unless the camera sets conns (default: %(default)s)",
+    )
+    both.add_argument("--verbose", action="store_true", help="log every file sent")
+    p.set_defaults(handler=run)
+
+
+def _cameras(args: argparse.Namespace) -> list[CameraConfig]:
+    config = load_config(args.config, need_src=True)
+    if args.camera:
+        return [config.camera(name) for name in args.camera]
+    return list(config.cameras)
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging("senders", verbose=args.verbose)
+    if args.list or args.stop:
+        return _manage_detached(args)
+    if args.zmq:
+        if args.detach or args.once:
+            raise UsageError("--zmq serves triggers; it does not take --detach or --once")
+        return _serve_triggers(args)
+    return _direct(args)
+
+
+def _serve_triggers(args: argparse.Namespace) -> int:
+    settings = EventSettings(
+        max_files=args.max_files if args.max_files is not None else 800,
+        timeout=args.timeout if args.timeout is not None else 300.0,
+        frame_timeout=args.frame_timeout,
+        conns=args.conns,
+    )
+    book = EventBook(_cameras(args), settings)
+    server = TriggerServer(book, f"tcp://{args.zmq_bind}:{args.zmq_port}")
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("stopping the trigger server (%s)", signal.Signals(signum).name)
+        server.stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    log.info(
+        "trigger server on %s:%d for %s",
+        args.zmq_bind,
+        args.zmq_port,
+        ", ".join(c.name for c in book.cameras),
+    )
+    server.serve()
+    book.stop_all()
+    log.info("stopped")
+    return ExitCode.OK
+
+
+def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
+    argv = [
+        sys.executable,
+        "-m",
+        "camxfer",
+        "send",
+        "--src-dir",
+        str(camera.src),
+        "--host",
+        camera.host,
+        "--port",
+        str(camera.port),
+        "--pattern",
+        camera.pattern,
+        "--dest-path",
+        camera.name,
+        "--conns",
+        str(camera.conns or args.conns),
+    ]
+    max_files = camera.max_files if camera.max_files is not None else args.max_files
+    if max_files:
+        argv += ["--max-files", str(max_files)]
+    if args.timeout:
+        argv += ["--timeout", str(args.timeout)]
+    if args.once:
+        argv.append("--once")
+    if args.verbose:
+        argv.append("--verbose")
+    return argv
+
+
+def _direct(args: argparse.Namespace) -> int:
+    cameras = _cameras(args)
+    if args.detach:
+        for camera in cameras:
+            info = detached.start(args.run_dir, camera.name, sender_argv(camera, args))
+            print(f"{camera.name}: pid {info.pid}, log {info.log_file}")
+        return ExitCode.OK
+    processes = {c.name: subprocess.Popen(sender_argv(c, args)) for c in cameras}
+    stop = threading.Event()
+
+    def forward(signum: int, _frame: object) -> None:
+        stop.set()
+        for process in processes.values():
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    while any(p.poll() is None for p in processes.values()):
+        time.sleep(0.1)
+    failed = [name for name, p in processes.items() if p.returncode != 0]
+    for name, process in processes.items():
+        log.info("%s: sender exited with status %d", name, process.returncode)
+    return ExitCode.FAILED if failed else ExitCode.OK
+
+
+def _manage_detached(args: argparse.Namespace) -> int:
+    entries = detached.list_all(args.run_dir)
+    if not entries:
+        print(f"no detached senders in {args.run_dir}")
+        return ExitCode.OK
+    for entry in entries:
+        if args.stop:
+            detached.stop(args.run_dir, entry.name)
+            print(f"{entry.name}: stopped")
+        else:
+            state = f"running, pid {entry.pid}" if entry.running else "not running"
+            print(f"{entry.name}: {state}, log {entry.log_file}")
+    return ExitCode.OK

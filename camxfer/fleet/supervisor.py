@@ -1,0 +1,95 @@
+"""Keep a set of child processes running: restart the ones that die, stop all on request.
+
+Used by `camxfer receivers` (one receiver process per camera). A child that exits is
+restarted after a backoff that doubles up to 30 s and resets once the child has stayed up a
+minute; every restart is logged with its count. `stop()` sends SIGTERM, waits, then SIGKILLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+log = logging.getLogger("camxfer.fleet")
+
+STABLE_AFTER_S = 60.0
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff: float = 0.5
+    restart_at: float | None = None
+    history: list[int] = field(default_factory=list)  # exit codes seen
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
+        self.started_at = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+
+class Supervisor:
+    def __init__(self, children: list[Child]) -> None:
+        self.children = children
+        self.stop_event = threading.Event()
+
+    def run(self, poll_s: float = 0.2) -> None:
+        for child in self.children:
+            child.start()
+            log.info("started %s (pid %d)", child.name, child.pid)
+        while not self.stop_event.wait(poll_s):
+            now = time.monotonic()
+            for child in self.children:
+                self._check(child, now)
+        self.stop()
+
+    def _check(self, child: Child, now: float) -> None:
+        if child.restart_at is not None:
+            if now >= child.restart_at:
+                child.restarts += 1
+                child.start()
+                log.warning(
+                    "restarted %s (pid %d), restart #%d", child.name, child.pid, child.restarts
+                )
+            return
+        assert child.process is not None
+        code = child.process.poll()
+        if code is None:
+            if now - child.started_at > STABLE_AFTER_S:
+                child.backoff = 0.5
+            return
+        child.history.append(code)
+        child.restart_at = now + child.backoff
+        log.warning(
+            "%s (pid %d) exited with status %d; restarting in %.1f s",
+            child.name,
+            child.process.pid,
+            code,
+            child.backoff,
+        )
+        child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        running = [c.process for c in self.children if c.process and c.process.poll() is None]
+        for process in running:
+            process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for process in running:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)

@@ -1,0 +1,66 @@
+"""The client side of the trigger server: send one request, get one reply, never hang.
+
+Lazy Pirate (zguide ch. 4): a REQ socket that got no reply in time is stuck in its state
+machine, so it is closed and a fresh one is made for the next attempt.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import zmq
+
+from camxfer.errors import TransferError
+
+
+class TriggerClient:
+    def __init__(self, host: str, port: int, *, timeout: float = 5.0, retries: int = 3) -> None:
+        self.endpoint = f"tcp://{host}:{port}"
+        self.timeout = timeout
+        self.retries = retries
+        self._context = zmq.Context.instance()
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        payload = json.dumps(message).encode("utf-8")
+        for _attempt in range(max(self.retries, 1)):
+            sock = self._context.socket(zmq.REQ)
+            sock.setsockopt(zmq.LINGER, 0)
+            try:
+                sock.connect(self.endpoint)
+                sock.send(payload)
+                if sock.poll(int(self.timeout * 1000), zmq.POLLIN):
+                    reply = json.loads(sock.recv().decode("utf-8"))
+                    if not isinstance(reply, dict):
+                        raise TransferError(f"{self.endpoint} sent a reply that is not an object")
+                    return reply
+            except (zmq.ZMQError, ValueError) as exc:
+                raise TransferError(f"trigger server {self.endpoint}: {exc}") from exc
+            finally:
+                sock.close()
+        raise TransferError(
+            f"no reply from the trigger server at {self.endpoint} "
+            f"after {self.retries} tries of {self.timeout:g} s"
+        )
+
+    def trigger(self, frame_id: str, ball_id: str) -> dict[str, Any]:
+        return self.request({"frame_id": frame_id, "ball_id": ball_id})
+
+    def status(self, event: str) -> dict[str, Any]:
+        return self.request({"status": event})
+
+    def wait(
+        self, event: str, *, timeout: float, interval: float = 0.5, on_status: Any = None
+    ) -> dict[str, Any]:
+        """Poll the event's status until it is no longer running (or `timeout` passes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status(event)
+            if on_status:
+                on_status(status)
+            if not status.get("ok") or status.get("state") != "running":
+                return status
+            if time.monotonic() >= deadline:
+                raise TransferError(f"event {event} still running after {timeout:g} s")
+            time.sleep(interval)

@@ -1,0 +1,121 @@
+"""The ZMQ trigger server: takes `{"frame_id", "ball_id"}` and starts an event; answers status.
+
+REP sockets must answer every request before they can take the next (RELIABILITY-NOTES §6),
+so every path through `handle()` returns a reply, whatever arrived: bad JSON, wrong types, a
+multi-part message, an internal error. Replies go out as soon as a trigger is accepted; the
+transfer runs in the background and `{"status": "<event id>"}` follows it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from typing import Any
+
+import zmq
+
+from camxfer.errors import TransferError
+from camxfer.fleet.events import EventBook
+from camxfer.frames import parse_frame_id
+
+log = logging.getLogger("camxfer.trigger")
+
+MAX_MESSAGE_BYTES = 64 * 1024  # larger requests make libzmq drop the peer
+SAFE_BALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class BadRequest(Exception):
+    """A request the server answers with {"ok": false, "error": ...}."""
+
+
+def parse_request(parts: list[bytes]) -> dict[str, Any]:
+    if len(parts) != 1:
+        raise BadRequest(f"expected a single-part message, got {len(parts)} parts")
+    try:
+        message = json.loads(parts[0].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise BadRequest("expected a JSON object")
+    return message
+
+
+def validate_trigger(message: dict[str, Any]) -> tuple[str, int]:
+    """Return (ball_id, frame number) of a trigger, or raise BadRequest saying what is wrong."""
+    unknown = set(message) - {"frame_id", "ball_id"}
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+    for key in ("frame_id", "ball_id"):
+        if key not in message:
+            raise BadRequest(f"missing field {key!r}")
+        if not isinstance(message[key], str):
+            raise BadRequest(f"{key} must be a string, got {type(message[key]).__name__}")
+    ball_id = message["ball_id"]
+    if not SAFE_BALL_ID.fullmatch(ball_id):
+        raise BadRequest(
+            f"ball_id {ball_id[:80]!r} is not a safe folder name "
+            "(letters, digits, '_', '-', '.'; not starting with '.'; at most 64 characters)"
+        )
+    try:
+        frame = parse_frame_id(message["frame_id"][:200])
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    return ball_id, frame.number
+
+
+class TriggerServer:
+    def __init__(self, book: EventBook, bind: str, *, context: zmq.Context | None = None) -> None:
+        self.book = book
+        self.bind = bind
+        self.stop = threading.Event()
+        self._context = context or zmq.Context.instance()
+        self.socket = self._context.socket(zmq.REP)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        try:
+            self.socket.bind(bind)
+        except zmq.ZMQError as exc:
+            self.socket.close()
+            raise TransferError(f"cannot bind the trigger socket to {bind}: {exc}") from exc
+
+    def handle(self, parts: list[bytes]) -> dict[str, Any]:
+        try:
+            message = parse_request(parts)
+            if "status" in message:
+                key = message["status"]
+                if not isinstance(key, str):
+                    raise BadRequest("status must be an event id string")
+                event = self.book.get(key)
+                if event is None:
+                    raise BadRequest(f"no event {key[:80]!r}")
+                return event.status()
+            if message.get("list") is True:
+                return {"ok": True, "events": {k: e.state for k, e in self.book.events.items()}}
+            ball_id, number = validate_trigger(message)
+            event = self.book.trigger(ball_id, number)
+            log.info("trigger: ball %s from frame %d -> event %s", ball_id, number, event.id)
+            return {"ok": True, "event": event.id}
+        except BadRequest as exc:
+            log.warning("bad request: %s", exc)
+            return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # the REP lockstep needs a reply even for our own bugs
+            log.exception("error handling a request")
+            return {"ok": False, "error": f"internal error: {exc}"}
+
+    def serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self.stop.is_set():
+                if not poller.poll(200):
+                    continue
+                try:
+                    parts = self.socket.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                reply = self.handle(parts)
+                self.socket.send(json.dumps(reply).encode("utf-8"))
+        finally:
+            self.socket.close()
