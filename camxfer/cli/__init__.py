@@ -16,7 +16,7 @@ from camxfer import __version__
 from camxfer.errors import CamxferError, ExitCode
 
 # Subcommand modules, in the order `camxfer --help` lists them.
-COMMANDS = ("send", "recv", "senders", "receivers", "trigger", "generate", "clear")
+COMMANDS = ("send", "recv", "senders", "receivers", "trigger", "generate", "clear", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -99,6 +99,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="or when its size and mtime hold still this long (default: 5)",
     )
     when.add_argument(
+        "--settle-ms",
+        type=non_negative_float,
+        default=500.0,
+        help="a file modified less than this long ago is complete only on a stronger signal "
+        "(lookahead, the writer closed it, --jpeg-eoi): a writer pausing between pieces must "
+        "not look finished (default: 500; 0 = the seed's behaviour)",
+    )
+    when.add_argument(
         "--jpeg-eoi",
         action="store_true",
         help="JPEG frames: also require the end-of-image marker (FF D9); a frame "
@@ -208,6 +216,7 @@ def options_from_args(args: argparse.Namespace) -> SendOptions:
         conns=args.conns,
         lookahead=args.lookahead,
         stable_ms=args.stable_ms,
+        settle_ms=args.settle_ms,
         file_wait_ms=args.file_wait_ms,
         poll_ms=args.poll_ms,
         frame_timeout=args.frame_timeout,

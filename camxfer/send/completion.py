@@ -5,9 +5,14 @@ Signals, strongest first (docs/completion.md):
    for names without numbers, `lookahead` names follow it in the listing;
 2. the file watcher saw the writer close it (inotify IN_CLOSE_WRITE / IN_MOVED_TO) and no
    write since; a file it saw being written and not yet closed is never complete;
-3. stability: size and mtime unchanged across `stable_ms` (the mtime is at least that old, or
-   two observations that far apart agree); with `jpeg_eoi`, a JPEG must also end with the
-   end-of-image marker FF D9, and a JPEG that does is complete without waiting.
+3. with `jpeg_eoi`, a JPEG that ends with the end-of-image marker FF D9 (and kept its size
+   across a re-check) is complete, one that does not is not;
+4. stability: size and mtime unchanged across `stable_ms` (the mtime is at least that old, or
+   two observations that far apart agree) - but never while the file is younger than
+   `settle_ms`. A writer that writes a frame in pieces pauses between them; the seed's 5 ms
+   stability window alone takes such a pause for the end of the file and sends a torn frame
+   (seen in the live demo). The writes of files created after the watcher started are seen
+   (signal 2), so the settle time only delays files whose writing the watcher did not see.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ def is_complete(
     latest: Observation,
     stable_s: float,
     jpeg_eoi: bool,
+    settle_s: float = 0.0,
 ) -> bool:
     if lookahead_seen:
         return True
@@ -87,4 +93,6 @@ def is_complete(
         return has_jpeg_eoi(path, latest.size) and (
             (again := observe(path, latest.seen_at)) is not None and again.size == latest.size
         )
+    if latest.seen_at - latest.mtime_ns / 1e9 < settle_s:
+        return False
     return is_stable(first, latest, stable_s)

@@ -17,6 +17,7 @@ class SendOptions:
     conns: int = 8
     lookahead: int = 4
     stable_ms: float = 5.0
+    settle_ms: float = 500.0  # files younger than this need a stronger signal than stability
     file_wait_ms: float = 10.0
     poll_ms: float = 50.0
     frame_timeout: float = 5.0  # seconds a gap is waited for once later frames exist
@@ -41,3 +42,7 @@ class SendOptions:
     @property
     def stable_s(self) -> float:
         return self.stable_ms / 1000.0
+
+    @property
+    def settle_s(self) -> float:
+        return self.settle_ms / 1000.0

@@ -224,6 +224,7 @@ class Planner:
             latest=latest,
             stable_s=self.opts.stable_s,
             jpeg_eoi=self.opts.jpeg_eoi,
+            settle_s=self.opts.settle_s,
         ):
             if first.size != latest.size or first.mtime_ns != latest.mtime_ns:
                 self._first_obs[rel] = latest  # still changing: restart the stability window

@@ -1,0 +1,110 @@
+"""A frame a camera is still writing when the sender starts must never land torn.
+
+The live demo caught this: the trigger arrives while the newest frame is half written; the
+writer pauses between pieces longer than --stable-ms, so stability alone calls it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def receiver(tmp_path: Path):
+    port = _free_port()
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "camxfer",
+            "recv",
+            "--listen-ip",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--out-dir",
+            str(out),
+            "--use-dest-paths",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield port, out
+    proc.terminate()
+    proc.wait(10)
+
+
+def _slow_writer(path: Path, pieces: list[bytes], pause: float, started: threading.Event) -> None:
+    with open(path, "wb", buffering=0) as f:
+        f.write(pieces[0])
+        started.set()
+        for piece in pieces[1:]:
+            time.sleep(pause)
+            f.write(piece)
+
+
+@pytest.mark.parametrize("inotify", [True, False], ids=["inotify", "polling"])
+def test_frame_half_written_when_sender_starts_lands_whole(receiver, tmp_path, inotify) -> None:
+    port, out = receiver
+    src = tmp_path / "ring"
+    src.mkdir()
+    name = "frame_cam01_000000100.jpg"
+    pieces = [os.urandom(64 * 1024) for _ in range(6)]
+    started = threading.Event()
+    writer = threading.Thread(
+        target=_slow_writer, args=(src / name, pieces, 0.08, started), daemon=True
+    )
+    writer.start()
+    assert started.wait(5)
+    time.sleep(0.03)  # the file is older than --stable-ms and not growing right now
+    argv = [
+        sys.executable,
+        "-m",
+        "camxfer",
+        "send",
+        "--src-dir",
+        str(src),
+        "--port",
+        str(port),
+        "--start-at",
+        name,
+        "--max-files",
+        "1",
+        "--dest-path",
+        "ev",
+        "--timeout",
+        "30",
+        "--json-stats",
+    ]
+    if not inotify:
+        argv.append("--no-inotify")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    writer.join(5)
+    assert result.returncode == 0, result.stderr
+    landed = out / "ev" / name
+    assert (
+        hashlib.sha256(landed.read_bytes()).hexdigest()
+        == hashlib.sha256(b"".join(pieces)).hexdigest()
+    )
