@@ -382,6 +382,16 @@ class Planner:
         if self.watcher and self.watcher.state(item.rel) is WriteState.CLOSED:
             self.watcher.forget(item.rel)
 
+    def give_up_incomplete_backlog(self, ready: set[str]) -> list[str]:
+        """--once: drop backlog files never judged complete; returns their names."""
+        if not self.backlog:
+            return []
+        stuck = sorted(self.backlog - ready)
+        self.backlog -= set(stuck)
+        for rel in stuck:
+            self._first_obs.pop(rel, None)
+        return stuck
+
     # --- progress ------------------------------------------------------------------------------
     @property
     def finished(self) -> bool:

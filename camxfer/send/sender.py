@@ -121,10 +121,24 @@ class SendRun:
         """--once: wait until the whole backlog is judged complete, then give each connection
         its share, so every connection can announce how many files it will send."""
         ready: list[ReadyFile] = []
+        # A backlog file that stays incomplete this long (a stuck writer) is given up on,
+        # so --once always ends.
+        patience = max(self.opts.frame_timeout, 2 * self.opts.settle_s, 1.0)
+        last_progress = time.monotonic()
         while not self.stop.is_set() and not self._timed_out(deadline):
-            ready.extend(planner.scan())
+            new = planner.scan()
+            ready.extend(new)
             self._report_planner(planner)
             if planner.backlog is not None and len(planner.backlog) <= len(ready):
+                break
+            now = time.monotonic()
+            if new:
+                last_progress = now
+            elif now - last_progress > patience:
+                for rel in planner.give_up_incomplete_backlog({item.rel for item in ready}):
+                    self.report.add_problem(
+                        "failed", rel, f"still being written after {patience:g} s"
+                    )
                 break
             time.sleep(min(self.opts.stable_s, self.opts.file_wait_ms / 1000) or 0.001)
         lanes = max(1, min(self.opts.conns, len(ready)))

@@ -7,6 +7,7 @@ writer pauses between pieces longer than --stable-ms, so stability alone calls i
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -108,3 +109,55 @@ def test_frame_half_written_when_sender_starts_lands_whole(receiver, tmp_path, i
         hashlib.sha256(landed.read_bytes()).hexdigest()
         == hashlib.sha256(b"".join(pieces)).hexdigest()
     )
+
+
+def test_once_reports_a_file_that_never_finishes_and_sends_the_rest(receiver, tmp_path) -> None:
+    port, out = receiver
+    src = tmp_path / "ring"
+    src.mkdir()
+    done = {f"frame_cam01_{n:09d}.jpg": os.urandom(10_000) for n in range(3)}
+    for name, data in done.items():
+        (src / name).write_bytes(data)
+    stop = threading.Event()
+
+    def endless_writer() -> None:
+        with open(src / "frame_cam01_000000003.jpg", "wb", buffering=0) as f:
+            while not stop.is_set():
+                f.write(b"x" * 100)
+                time.sleep(0.02)
+
+    writer = threading.Thread(target=endless_writer, daemon=True)
+    writer.start()
+    try:
+        time.sleep(0.1)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "camxfer",
+                "send",
+                "--src-dir",
+                str(src),
+                "--port",
+                str(port),
+                "--once",
+                "--frame-timeout",
+                "1",
+                "--dest-path",
+                "ev",
+                "--json-stats",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        stop.set()
+        writer.join(5)
+    assert result.returncode == 1, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["files"] == 3 and stats["failed"] == 1
+    assert [s["name"] for s in stats["skipped"]] == ["frame_cam01_000000003.jpg"]
+    assert sorted(p.name for p in (out / "ev").iterdir()) == sorted(done)
+    for name, data in done.items():
+        assert (out / "ev" / name).read_bytes() == data
