@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _serve_triggers(args: argparse.Namespace) -> int:
+    if args.max_files == 0:  # an event of 0 frames would end "done" having sent nothing
+        raise UsageError("--max-files must be at least 1 with --zmq (frames per camera per event)")
     settings = EventSettings(
         max_files=args.max_files if args.max_files is not None else 800,
         timeout=args.timeout if args.timeout is not None else 300.0,
@@ -200,7 +202,7 @@ def _direct(args: argparse.Namespace) -> int:
             info = detached.start(args.run_dir, camera.name, sender_argv(camera, args))
             print(f"{camera.name}: pid {info.pid}, log {info.log_file}")
         return ExitCode.OK
-    processes = {c.name: subprocess.Popen(sender_argv(c, args)) for c in cameras}
+    processes: dict[str, subprocess.Popen] = {}
     stop = threading.Event()
 
     def forward(signum: int, _frame: object) -> None:
@@ -211,6 +213,12 @@ def _direct(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    for camera in cameras:
+        if stop.is_set():
+            break
+        # Own process group: a terminal's Ctrl-C reaches only this process, which forwards it
+        # once; a sender that sees SIGINT twice abandons the files it has in flight.
+        processes[camera.name] = subprocess.Popen(sender_argv(camera, args), process_group=0)
     while any(p.poll() is None for p in processes.values()):
         time.sleep(0.1)
     failed = [name for name, p in processes.items() if p.returncode != 0]

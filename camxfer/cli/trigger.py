@@ -104,6 +104,9 @@ def run(args: argparse.Namespace) -> int:
             reply = client.wait(event, timeout=args.timeout, on_status=_progress)
             if sys.stderr.isatty():
                 print(file=sys.stderr)
+            if not reply.get("ok"):  # e.g. the server restarted and forgot the event
+                print(f"camxfer trigger: event {event}: {reply.get('error')}", file=sys.stderr)
+                return ExitCode.FAILED
     except TransferError as exc:
         print(f"camxfer trigger: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE

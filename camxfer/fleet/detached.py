@@ -24,14 +24,18 @@ class Detached:
     log_file: Path
 
 
-def _paths(run_dir: Path, name: str) -> tuple[Path, Path]:
-    return run_dir / f"{name}.pid", run_dir / f"{name}.log"
+def _paths(run_dir: Path, name: str, log_dir: Path | None = None) -> tuple[Path, Path]:
+    return run_dir / f"{name}.pid", (log_dir or run_dir) / f"{name}.log"
 
 
-def start(run_dir: Path, name: str, argv: list[str]) -> Detached:
+def start(run_dir: Path, name: str, argv: list[str], *, log_dir: Path | None = None) -> Detached:
+    """Start `argv` in its own session unless `name` already runs; the log goes to `log_dir`
+    (default: `run_dir`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    pid_file, log_file = _paths(run_dir, name)
-    current = status(run_dir, name)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    pid_file, log_file = _paths(run_dir, name, log_dir)
+    current = status(run_dir, name, log_dir=log_dir)
     if current.running:
         return current
     with open(log_file, "ab") as log:
@@ -56,8 +60,8 @@ def _is_ours(pid: int) -> bool:
     return b"camxfer" in cmdline
 
 
-def status(run_dir: Path, name: str) -> Detached:
-    pid_file, log_file = _paths(run_dir, name)
+def status(run_dir: Path, name: str, *, log_dir: Path | None = None) -> Detached:
+    pid_file, log_file = _paths(run_dir, name, log_dir)
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):

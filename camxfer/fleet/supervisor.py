@@ -3,11 +3,17 @@
 Used by `camxfer receivers` (one receiver process per camera). A child that exits is
 restarted after a backoff that doubles up to 30 s and resets once the child has stayed up a
 minute; every restart is logged with its count. `stop()` sends SIGTERM, waits, then SIGKILLs.
+
+Each child leads its own process group, and whatever is left of that group when the child is
+gone is killed: a receiver killed with SIGKILL leaves its worker processes running, still
+holding its listening socket, and its replacement could never bind the port.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import threading
@@ -32,13 +38,19 @@ class Child:
     history: list[int] = field(default_factory=list)  # exit codes seen
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, process_group=0)
         self.started_at = time.monotonic()
         self.restart_at = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL what remains of the child's process group once the child itself is gone."""
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
 
 class Supervisor:
@@ -72,6 +84,7 @@ class Supervisor:
                 child.backoff = 0.5
             return
         child.history.append(code)
+        child.kill_leftovers()
         child.restart_at = now + child.backoff
         log.warning(
             "%s (pid %d) exited with status %d; restarting in %.1f s",
@@ -83,13 +96,16 @@ class Supervisor:
         child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
 
     def stop(self, grace_s: float = 15.0) -> None:
-        running = [c.process for c in self.children if c.process and c.process.poll() is None]
-        for process in running:
-            process.send_signal(signal.SIGTERM)
+        running = [c for c in self.children if c.process and c.process.poll() is None]
+        for child in running:
+            assert child.process is not None
+            child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        for process in running:
+        for child in running:
+            assert child.process is not None
             try:
-                process.wait(max(0.1, deadline - time.monotonic()))
+                child.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+                child.process.kill()
+                child.process.wait(5)
+            child.kill_leftovers()

@@ -24,6 +24,9 @@ log = logging.getLogger("camxfer.trigger")
 
 MAX_MESSAGE_BYTES = 64 * 1024  # larger requests make libzmq drop the peer
 SAFE_BALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# parse_frame_id's `\d` matches any Unicode digit ("frame_cam01_\u0661.jpg" would be frame 1):
+# only printable ASCII without spaces gets that far, so a frame has exactly one id.
+PRINTABLE_ASCII = re.compile(r"[!-~]{1,200}")
 
 
 class BadRequest(Exception):
@@ -58,8 +61,14 @@ def validate_trigger(message: dict[str, Any]) -> tuple[str, int]:
             f"ball_id {ball_id[:80]!r} is not a safe folder name "
             "(letters, digits, '_', '-', '.'; not starting with '.'; at most 64 characters)"
         )
+    frame_id = message["frame_id"]
+    if not PRINTABLE_ASCII.fullmatch(frame_id):
+        raise BadRequest(
+            f"frame id {frame_id[:80]!r} is not a frame file name "
+            "like 'frame_camera01_000046836.jpg'"
+        )
     try:
-        frame = parse_frame_id(message["frame_id"][:200])
+        frame = parse_frame_id(frame_id)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
     return ball_id, frame.number

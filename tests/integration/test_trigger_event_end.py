@@ -1,0 +1,117 @@
+"""Every event ends, and a waiting `camxfer trigger --wait` reports how.
+
+- Frames past the last one written never show up as gaps: the event's --timeout ends it, and
+  they are reported missing.
+- SIGTERM stops the trigger server promptly even while an event waits for frames.
+- A trigger server restarted mid-event no longer knows the event: the waiting command must
+  not report success.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fleet_helpers import (
+    CAMXFER,
+    ENV,
+    Layout,
+    Proc,
+    make_layout,
+    receivers,
+    run,
+    trigger_server,
+    write_frames,
+)
+
+from camxfer.fleet.trigger_client import TriggerClient
+from camxfer.frames import frame_name
+
+pytestmark = pytest.mark.timeout(60)  # a hang fails the test instead of stalling CI
+
+CAMERAS = ["cam01", "cam02"]
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Iterator[tuple[Layout, Proc]]:
+    layout = make_layout(tmp_path, CAMERAS)
+    for camera in CAMERAS:
+        write_frames(layout.src(camera), camera, range(0, 6))
+    with receivers(layout, workers=1) as proc:
+        yield layout, proc
+
+
+def test_frames_never_written_at_the_end_are_missing_when_the_event_times_out(
+    layout: tuple[Layout, Proc],
+) -> None:
+    fleet = layout[0]
+    with trigger_server(fleet, timeout=2):
+        result = run(
+            [
+                "trigger",
+                "--port",
+                str(fleet.zmq_port),
+                "--frame-id",
+                frame_name("cam01", 2),
+                "--ball-id",
+                "ball_tail",
+                "--wait",
+                "--json",
+                "--timeout",
+                "20",
+            ],
+            cwd=fleet.root,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    status = json.loads(result.stdout)
+    assert status["state"] == "failed"
+    for camera in CAMERAS:
+        cam = status["cameras"][camera]
+        assert (cam["asked"], cam["landed"], cam["missing"], cam["failed"]) == (10, 4, 6, 0)
+        assert {p["name"] for p in cam["problems"]} == {frame_name(camera, n) for n in range(6, 12)}
+        landed = fleet.dest(camera) / "ball_tail" / camera
+        assert sorted(p.name for p in landed.iterdir()) == [
+            frame_name(camera, n) for n in range(2, 6)
+        ]
+
+
+def test_waiting_command_fails_when_the_server_forgets_the_event(
+    layout: tuple[Layout, Proc],
+) -> None:
+    fleet = layout[0]
+    with trigger_server(fleet, timeout=60) as first:
+        client = TriggerClient("127.0.0.1", fleet.zmq_port, timeout=2)
+        assert client.trigger(frame_name("cam01", 100), "ball_lost")["ok"]
+        waiting = subprocess.Popen(
+            [
+                *CAMXFER,
+                "trigger",
+                "--port",
+                str(fleet.zmq_port),
+                "--status",
+                "ball_lost-100",
+                "--wait",
+                "--json",
+                "--timeout",
+                "40",
+            ],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert client.status("ball_lost-100")["state"] == "running"
+            # The event waits for frames 100.. that never come; SIGTERM still stops it at once.
+            assert first.stop(timeout=15) == 0
+            with trigger_server(fleet, timeout=60):
+                out, err = waiting.communicate(timeout=30)
+        finally:
+            if waiting.poll() is None:
+                waiting.kill()
+                waiting.wait(5)
+    assert waiting.returncode == 1, out + err
+    assert "no event 'ball_lost-100'" in out + err
