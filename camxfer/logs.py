@@ -1,20 +1,72 @@
-"""Logging set-up shared by every command: one line per notable event, on stderr."""
+"""Logging set-up shared by every command: one line per notable event.
+
+Human-readable lines on stderr by default; `--log-json` makes each line a JSON object (for
+log shippers); `--log-file PATH` also writes them to a file rotated at 10 MiB (5 kept).
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import logging.handlers
 import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROTATE_BYTES = 10 * 1024 * 1024
+ROTATE_KEEP = 5
+
+
+@dataclass
+class LogOutput:
+    json: bool = False
+    file: Path | None = None
+
+
+# Set once by the command line (global flags) before a subcommand sets up its logging.
+output = LogOutput()
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "command": self.command,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
 
 
 def setup_logging(command: str, *, verbose: bool = False) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter(
+    if output.json:
+        formatter: logging.Formatter = JsonFormatter(command)
+    else:
+        formatter = logging.Formatter(
             f"%(asctime)s camxfer {command}[%(process)d] %(levelname)s %(message)s",
             datefmt="%H:%M:%S",
         )
-    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if output.file is not None:
+        output.file.parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                output.file, maxBytes=ROTATE_BYTES, backupCount=ROTATE_KEEP
+            )
+        )
+    for handler in handlers:
+        handler.setFormatter(formatter)
     root = logging.getLogger("camxfer")
-    root.handlers[:] = [handler]
+    root.handlers[:] = handlers
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False

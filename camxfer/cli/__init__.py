@@ -11,12 +11,25 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from camxfer import __version__
+from camxfer import __version__, logs
 from camxfer.errors import CamxferError, ExitCode
 
 # Subcommand modules, in the order `camxfer --help` lists them.
-COMMANDS = ("send", "recv", "senders", "receivers", "trigger", "generate", "clear", "demo")
+COMMANDS = (
+    "send",
+    "recv",
+    "senders",
+    "receivers",
+    "trigger",
+    "generate",
+    "clear",
+    "digest",
+    "service",
+    "fleet",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"camxfer {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show a full traceback when a command fails"
+    )
+    parser.add_argument(
+        "--log-json", action="store_true", help="log one JSON object per line instead of text"
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="PATH",
+        help="also write the log to this file (rotated at 10 MiB, 5 kept)",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -47,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
+    logs.output.json = args.log_json
+    logs.output.file = args.log_file
     try:
         return int(args.handler(args))
     except CamxferError as exc:
