@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass
 
 # The last run of digits in the name, before the extension (if any).
-_NUMBER_IN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[^.\d]*)?)$")
+_NUMBER_IN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[^.\d]*)?)\Z")
 # A full frame id as cameras write it: frame_camera01_000046836.jpg
 _FRAME_ID = re.compile(
-    r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]{0,63})_(?P<number>\d{1,18})\.jpg$"
+    r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]{0,63})_(?P<number>\d{1,18})\.jpg\Z"
 )
 
 FRAME_DIGITS = 9

@@ -26,6 +26,7 @@ MAX_NAME_BYTES = 1024  # a relative path (with --preserve-structure) in UTF-8
 MAX_DEST_BYTES = 1024
 MAX_MESSAGE_BYTES = 1024  # error text in a reply
 MAX_FILE_SIZE_DEFAULT = 1 << 32  # 4 GiB; receivers may lower it
+MAX_SIZE_FIELD = (1 << 64) - 1  # what the u64 size field can carry
 
 CHECKSUM_BYTES = 16  # XXH3-128: ~20 GB/s, so hashing never limits a 10 GbE link
 
@@ -124,6 +125,8 @@ class FileHeader:
         _check_lengths(len(name), len(dest))
         if len(self.checksum) != CHECKSUM_BYTES:
             raise ProtocolError("checksum must be 16 bytes")
+        if not (0 <= self.seq < 1 << 64 and 0 <= self.size < 1 << 64):
+            raise ProtocolError(f"sequence {self.seq} or size {self.size} outside 0..2**64-1")
         fixed = _FILE.pack(
             MessageType.FILE, 0, len(name), len(dest), 0, self.seq, self.size, self.checksum
         )

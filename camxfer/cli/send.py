@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
-from camxfer.errors import ExitCode, UsageError
+from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
@@ -31,7 +31,8 @@ examples:
 A frame is sent once it is complete: the frame --lookahead numbers later exists, the writer
 closed it (inotify), or its size and mtime held still for --stable-ms. A file is counted sent
 only when the receiver acknowledged it durable. Exit status: 0 all sent, 1 some file failed,
-vanished or went missing, 2 bad usage or connection refused.
+vanished or went missing (also when the receiver could not be reached or refused the
+connection), 2 bad usage.
 """
 
 
@@ -253,7 +254,17 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     progress = None if args.json_stats else _progress_printer()
-    report = SendRun(opts, stop=stop, abandon=abandon, progress=progress).run()
+    sender = SendRun(opts, stop=stop, abandon=abandon, progress=progress)
+    try:
+        report = sender.run()
+    except TransferError as exc:
+        # A run that ends in a fatal error (the receiver refused us) still owes a script its
+        # one JSON object, saying what did get sent and why the run stopped.
+        if args.json_stats:
+            print(
+                json.dumps({**sender.report.to_json(), "ok": False, "error": str(exc)}), flush=True
+            )
+        raise
     if args.json_stats:
         print(json.dumps(report.to_json()), flush=True)
     else:

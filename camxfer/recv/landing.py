@@ -61,6 +61,10 @@ def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], st
         if inside is None:
             raise UnsafePathError(f"destination {dest!r} is outside the receiver's folder {root}")
         dest = inside
+    if name.startswith("/"):
+        # A name is always relative to its destination; '/etc/x' must not quietly become
+        # '<root>/etc/x' (the sender meant somewhere else), so refuse it like any escape.
+        raise UnsafePathError(f"file name {name!r} is absolute")
     folders = split_relative(dest, "destination")
     name_parts = split_relative(name, "file name")
     if not name_parts:

@@ -110,7 +110,10 @@ class Worker:
     def _stop_sessions(self) -> None:
         with self._lock:
             sessions = dict(self._sessions)
-        # Idle connections are closed now; ones inside a file get the grace period to finish.
+        # Idle connections are closed now; ones inside a file get the grace period to finish
+        # that file (and take no further one).
+        for session in sessions.values():
+            session.stopping = True
         for session in sessions.values():
             if not session.busy:
                 with contextlib.suppress(OSError):
@@ -165,8 +168,11 @@ class ReceiverServer:
         if not self.listen.reuseport:
             self._shared = open_listener(self.listen, reuseport=False)
         else:
-            # Bind once here so a port in use is reported before any worker starts.
-            open_listener(self.listen, reuseport=True).close()
+            # Bind once here so a port in use is reported before any worker starts. Without
+            # SO_REUSEPORT: with it, the bind would also succeed next to another receiver's
+            # SO_REUSEPORT sockets (any process of the same user may join the group), and
+            # the two would silently split the connections between their folders.
+            open_listener(self.listen, reuseport=False).close()
         workers = [self._start_worker() for _ in range(self.listen.workers)]
         if on_ready:
             on_ready()

@@ -14,6 +14,7 @@ import errno
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from camxfer.sockets import set_io_timeout
 log = logging.getLogger("camxfer.recv")
 
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
+# After an error reply: how long and how much input to discard before closing (see _linger).
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class Session:
         self.settings = settings
         self.counters = counters
         self.busy = False  # inside a message: a graceful stop lets it finish
+        self.stopping = False  # set on a graceful stop: finish the current file, take no more
         self._buffer = bytearray(BUFFER_BYTES)
         self._view = memoryview(self._buffer)
         self.announced: int | None = None
@@ -138,8 +143,27 @@ class Session:
             self.counters.add(errors=1)
             with contextlib.suppress(ConnectionClosed):
                 self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
+            self._linger()
         finally:
             self.sock.close()
+
+    def _linger(self) -> None:
+        """Half-close after an error reply and discard what the peer still sends, briefly.
+
+        Closing a socket with unread input makes Linux send a RST, and a RST makes the
+        peer's kernel drop data it has not read yet, which would include our error reply
+        (RFC 1122 4.2.2.13; nginx "lingering_close" exists for the same reason).
+        """
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER_SECONDS
+            drained = 0
+            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                set_io_timeout(self.sock, max(left, 0.001))
+                got = self.sock.recv_into(self._view, BUFFER_BYTES)
+                if not got:
+                    break
+                drained += got
 
     def _handshake(self) -> bool:
         self._set_timeout(self.settings.io_timeout)
@@ -153,6 +177,7 @@ class Session:
                     f"this receiver speaks {protocol.VERSION}",
                 )
             )
+            self._linger()
             return False
         if self.settings.expect_count_first and hello.count is None:
             log.warning("%s: connection did not announce a file count; refused", self.peer)
@@ -164,6 +189,7 @@ class Session:
                     "send with --once",
                 )
             )
+            self._linger()
             return False
         self.announced = hello.count
         self._reply(Reply(0, Status.OK, f"camxfer/{protocol.VERSION}"))
@@ -177,17 +203,39 @@ class Session:
     def _serve_messages(self) -> None:
         while True:
             self.busy = False
+            if self.stopping:
+                # The sender learns from the closed connection that unacknowledged files
+                # must be resent elsewhere or later; half-close first so it reads the
+                # replies already sent rather than a RST.
+                self._linger()
+                return
             self._set_timeout(self.settings.idle_timeout)
             first = self._recv(1)
             self.busy = True
             self._set_timeout(self.settings.io_timeout)
             head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
-            fixed = protocol.decode_fixed(head, self.settings.max_file_size)
+            # Any size is well-formed here; one over this receiver's limit is answered below
+            # with TOO_LARGE for that file, so the sender fails it instead of resending it.
+            fixed = protocol.decode_fixed(head, max_file_size=protocol.MAX_SIZE_FIELD)
             if fixed.type == MessageType.END:
                 self._finish(fixed.seq)
                 return
+            if fixed.size > self.settings.max_file_size:
+                self._refuse_too_large(fixed)
+                return
             self.received += 1
             self._reply(self._receive_file(fixed))
+
+    def _refuse_too_large(self, fixed: FixedHeader) -> None:
+        """Answer TOO_LARGE and close: draining gigabytes to stay in step is not worth it."""
+        message = (
+            f"file of {fixed.size} bytes is over this receiver's limit of "
+            f"{self.settings.max_file_size} bytes (--max-file-size)"
+        )
+        self.counters.add(errors=1)
+        log.warning("%s: refused: %s", self.peer, message)
+        self._reply(Reply(fixed.seq, Status.TOO_LARGE, message))
+        self._linger()
 
     def _finish(self, seq: int) -> None:
         if self.announced is not None and self.received != self.announced:

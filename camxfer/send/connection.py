@@ -41,6 +41,7 @@ class Connection:
         self.settings = settings
         self._parser = ReplyParser()
         self._next_seq = 1
+        self._lost: str | None = None  # why the connection broke, once it has
         try:
             self.sock = socket.create_connection(
                 (settings.host, settings.port), timeout=settings.connect_timeout
@@ -116,7 +117,14 @@ class Connection:
         return seq
 
     def poll_replies(self) -> list[Reply]:
-        """Replies already received, without waiting."""
+        """Replies already received, without waiting.
+
+        Replies that arrived before the connection broke are returned first and the break is
+        raised on the next call: a receiver that acks a file and then closes (it is stopping)
+        has landed that file, and the sender must count it, not resend or fail it.
+        """
+        if self._lost is not None:
+            raise ConnectionLost(self._lost)
         replies: list[Reply] = []
         while True:
             try:
@@ -124,10 +132,15 @@ class Connection:
             except (BlockingIOError, InterruptedError):
                 return replies
             except OSError as exc:
-                raise ConnectionLost(f"receive failed: {exc}") from exc
-            if not data:
-                raise ConnectionLost("the receiver closed the connection")
-            replies.extend(self._parser.feed(data))
+                self._lost = f"receive failed: {exc}"
+            else:
+                if data:
+                    replies.extend(self._parser.feed(data))
+                    continue
+                self._lost = "the receiver closed the connection"
+            if replies:
+                return replies
+            raise ConnectionLost(self._lost)
 
     def wait_replies(self, timeout: float) -> list[Reply]:
         """Wait up to `timeout` for at least one reply."""

@@ -108,6 +108,9 @@ class Planner:
         # name mode
         self._high_water: str | None = None
         self._recheck: set[str] = set()
+        # Files sent back for a recheck: their (attempts, rechecks) carry over to the item
+        # handed out next time, so the caps on both count across rechecks.
+        self._carried: dict[str, tuple[int, int]] = {}
         self._taken_count = 0
         self._inflight_names: set[str] = set()
         # --once: the backlog present at the first scan
@@ -208,12 +211,19 @@ class Planner:
             self.backlog.discard(rel)
             self._first_obs.pop(rel, None)
 
-    def _complete(self, rel: str, path: str, lookahead_seen: bool) -> ReadyFile | None:
+    def _complete(
+        self, rel: str, path: str, lookahead_seen: bool, newest_mtime_ns: int | None = None
+    ) -> ReadyFile | None:
         now = self.wall()
         latest = observe(path, now)
         if latest is None:
             self._first_obs.pop(rel, None)
             return None
+        if lookahead_seen and newest_mtime_ns is not None and latest.mtime_ns > newest_mtime_ns:
+            # Written after the newest file was: a late file (a gap being filled, or one
+            # being rewritten). Lookahead rests on files being written in order, so later
+            # files existing says nothing about whether this one is finished.
+            lookahead_seen = False
         first = self._first_obs.setdefault(rel, latest)
         state = self.watcher.state(rel) if self.watcher else WriteState.UNKNOWN
         if not is_complete(
@@ -232,7 +242,9 @@ class Planner:
         self._first_obs.pop(rel, None)
         wire = rel if self.opts.preserve_structure else os.path.basename(rel)
         number = self.template.number_of(rel) if self.template else None
-        return ReadyFile(rel, path, wire, number, latest.inode, self.clock())
+        item = ReadyFile(rel, path, wire, number, latest.inode, self.clock())
+        item.attempts, item.rechecks = self._carried.pop(rel, (0, 0))
+        return item
 
     def _scan_numbered(self, listing: Listing) -> list[ReadyFile]:
         assert self.template is not None and self.next_unresolved is not None
@@ -250,6 +262,7 @@ class Planner:
             self.backlog = {
                 rel for number, (rel, _p) in present.items() if end is None or number < end
             }
+        newest = _mtime_ns(present[max(present)][1]) if present and self.opts.lookahead else None
         ready: list[ReadyFile] = []
         for number in sorted(present):
             if end is not None and number >= end:
@@ -264,7 +277,7 @@ class Planner:
                 and self.max_seen is not None
                 and self.max_seen >= number + self.opts.lookahead
             )
-            item = self._complete(rel, path, lookahead_seen)
+            item = self._complete(rel, path, lookahead_seen, newest)
             if item is not None:
                 self._inflight_numbers.add(number)
                 ready.append(item)
@@ -327,6 +340,7 @@ class Planner:
             self.backlog = set(names)
         ready: list[ReadyFile] = []
         count = len(listing.entries)
+        newest = _mtime_ns(listing.entries[-1][1]) if count and self.opts.lookahead else None
         for index, (rel, path) in enumerate(listing.entries):
             if rel in self._inflight_names:
                 continue
@@ -344,7 +358,7 @@ class Planner:
             if fresh and self.opts.max_files and self._taken_count >= self.opts.max_files:
                 break
             lookahead_seen = bool(self.opts.lookahead) and count - index - 1 >= self.opts.lookahead
-            item = self._complete(rel, path, lookahead_seen)
+            item = self._complete(rel, path, lookahead_seen, newest)
             if item is None:
                 if fresh:
                     break  # strictly in name order
@@ -360,6 +374,7 @@ class Planner:
     # --- feedback from the sender ------------------------------------------------------------
     def mark_final(self, item: ReadyFile) -> None:
         """The file landed, failed for good or vanished: never hand it out again."""
+        self._carried.pop(item.rel, None)
         if item.number is not None and self.numbered:
             self._inflight_numbers.discard(item.number)
             if self.next_unresolved is not None and item.number >= self.next_unresolved:
@@ -374,6 +389,7 @@ class Planner:
 
     def recheck(self, item: ReadyFile) -> None:
         """The file changed while it was being read: judge its completion again later."""
+        self._carried[item.rel] = (item.attempts, item.rechecks)
         if item.number is not None and self.numbered:
             self._inflight_numbers.discard(item.number)
         else:
@@ -417,6 +433,13 @@ class Planner:
     @property
     def waiting_for_completion(self) -> bool:
         return bool(self._first_obs)
+
+
+def _mtime_ns(path: str) -> int | None:
+    try:
+        return os.stat(path, follow_symlinks=False).st_mtime_ns
+    except OSError:
+        return None
 
 
 def cleanup_part_files(root: Path, *, older_than_s: float = 60.0) -> int:

@@ -8,6 +8,7 @@ puts every unacknowledged file back in the queue (with backoff), and a reconnect
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -75,6 +76,14 @@ class WorkQueue:
                 if wait <= 0:
                     return None
                 self._cond.wait(wait)
+
+    def take_all(self, lane: int) -> list[ReadyFile]:
+        """Remove and return every file waiting in `lane`, due or not."""
+        with self._cond:
+            lane_items = self._lanes[lane % len(self._lanes)]
+            items = list(lane_items)
+            lane_items.clear()
+            return items
 
     def drained(self, lane: int) -> bool:
         with self._cond:
@@ -225,6 +234,12 @@ class ConnectionWorker(threading.Thread):
             self._conn = None
 
     def _connection_lost(self, reason: str, also: ReadyFile | None = None) -> None:
+        if self._conn is not None:
+            # Acks that arrived before the break (a send can fail while they wait unread)
+            # still count: those files landed and must not be resent or reported failed.
+            with contextlib.suppress(ConnectionLost):
+                for reply in self._conn.poll_replies():
+                    self._handle_reply(reply)
         self._close()
         self._connect_failures += 1
         items = [f.item for f in self._inflight.values()]
@@ -234,6 +249,20 @@ class ConnectionWorker(threading.Thread):
         log.warning("connection %d: %s; %d file(s) to resend", self.index, reason, len(items))
         for item in items:
             self._retry(item, reason)
+        if self._connect_failures > self.opts.retries:
+            # The receiver has been unreachable for a whole retry budget. Each queued file
+            # would otherwise need retries+1 connection failures of its own, each followed by
+            # a backoff of up to 5 s: with a receiver down, --once would take hours to end.
+            waiting = self.work.take_all(self.index)
+            if waiting:
+                log.warning(
+                    "connection %d: receiver unreachable after %d attempts; %d file(s) failed",
+                    self.index,
+                    self._connect_failures,
+                    len(waiting),
+                )
+            for item in waiting:
+                self.results.put(Result("failed", item, reason=f"{reason} (receiver unreachable)"))
         # Back off before reconnecting, waking early if the run is being abandoned.
         self.abandon.wait(backoff_delay(self._connect_failures))
 
