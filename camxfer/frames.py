@@ -10,11 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# The last run of digits in the name, before the extension (if any).
-_NUMBER_IN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[^.\d]*)?)\Z")
+# The last run of digits in the name, before the extension (if any). [0-9], not \d: \d
+# matches any Unicode digit, and int() would accept those too.
+_NUMBER_IN_NAME = re.compile(r"^(?P<prefix>.*?)(?P<digits>[0-9]+)(?P<suffix>(?:\.[^.0-9]*)?)\Z")
 # A full frame id as cameras write it: frame_camera01_000046836.jpg
 _FRAME_ID = re.compile(
-    r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]{0,63})_(?P<number>\d{1,18})\.jpg\Z"
+    r"^frame_(?P<camera>[A-Za-z0-9][A-Za-z0-9_-]{0,63})_(?P<number>[0-9]{1,18})\.jpg\Z"
 )
 
 FRAME_DIGITS = 9

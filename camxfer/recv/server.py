@@ -141,9 +141,20 @@ def _worker_main(
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    threading.Thread(target=_stop_when_orphaned, args=(worker,), daemon=True).start()
     if ready is not None:
         ready.set()
     worker.run()
+
+
+def _stop_when_orphaned(worker: Worker) -> None:
+    """Stop the worker if the receiver process dies (kill -9 sends it no signal): an orphaned
+    worker would keep the port, and a restarted receiver could not bind it."""
+    parent = os.getppid()
+    while not worker.stop.wait(0.5):
+        if os.getppid() != parent:
+            log.warning("the receiver process is gone; worker stopping")
+            worker.stop.set()
 
 
 class ReceiverServer:

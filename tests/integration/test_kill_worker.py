@@ -71,3 +71,18 @@ def test_kill_9_worker_mid_transfer(
         time.sleep(0.05)
     assert temps_under(out) == []
     assert receiver.process.poll() is None
+
+
+def test_workers_exit_when_the_receiver_is_killed(receivers, tmp_path: Path) -> None:
+    """kill -9 of the receiver itself: its workers must not live on holding the port."""
+    receiver = receivers(tmp_path / "out", "--workers", "2")
+    workers = receiver.workers()
+    assert len(workers) == 2
+    os.kill(receiver.pid, signal.SIGKILL)
+    receiver.process.wait(5)
+    wait_until(
+        lambda: not any(pid_alive(pid) for pid in workers), 10, "the orphaned workers to exit"
+    )
+    # The port is free again: a new receiver can take it.
+    again = receivers(tmp_path / "out2", "--workers", "2", port=receiver.port)
+    assert len(again.workers()) == 2
