@@ -1,0 +1,90 @@
+"""camxfer as a contender: `camxfer recv --workers N --use-dest-paths` + `camxfer send --once`.
+
+Responsible for: the command lines for a given setting (receiver workers, sender connections
+and window), reading the sender's `--json-stats` (a run whose stats are not ok is a failure,
+and the sender's own rate - which leaves out interpreter start-up - is kept as an extra
+figure), and the settings tried when looking for the best ("tuned") one on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import Contender, Plan, RepContext
+
+DEST_PATH = "bench"
+
+
+@dataclass(frozen=True)
+class CamxferSettings:
+    workers: int = 4  # as in the README's example receiver
+    conns: int = 8  # `camxfer send` defaults
+    window: int = 8
+    reuseport: bool = False
+
+    @property
+    def flags(self) -> str:
+        text = f"recv --workers {self.workers}; send --conns {self.conns} --window {self.window}"
+        return text + (" (--reuseport)" if self.reuseport else "")
+
+    def receiver_argv(self, ctx: RepContext) -> list[str]:
+        argv = [sys.executable, "-m", "camxfer", "recv", "--listen-ip", ctx.host]
+        argv += ["--port", str(ctx.port), "--out-dir", str(ctx.dest)]
+        argv += ["--workers", str(self.workers), "--use-dest-paths"]
+        return argv + (["--reuseport"] if self.reuseport else [])
+
+    def sender_argv(self, ctx: RepContext) -> list[str]:
+        argv = [sys.executable, "-m", "camxfer", "send", "--src-dir", str(ctx.src)]
+        argv += ["--host", ctx.host, "--port", str(ctx.port), "--dest-path", DEST_PATH]
+        argv += ["--once", "--json-stats", "--conns", str(self.conns)]
+        return [*argv, "--window", str(self.window)]
+
+
+DEFAULT = CamxferSettings()
+# Tried in turn by the "tuned" search (one repetition each); the best is then measured in full.
+# Two cores: fewer connections and workers cost less scheduling; a deeper window keeps each
+# connection busy while acks (after fsync) come back.
+TUNED_CANDIDATES = (
+    CamxferSettings(workers=2, conns=4, window=16),
+    CamxferSettings(workers=2, conns=2, window=16),
+    CamxferSettings(workers=1, conns=4, window=16),
+    CamxferSettings(workers=2, conns=8, window=16),
+    CamxferSettings(workers=4, conns=4, window=32, reuseport=True),
+)
+QUICK_TUNED = CamxferSettings(workers=2, conns=4, window=16)
+
+
+def read_stats(stdout: str) -> tuple[str | None, dict[str, float]]:
+    """The sender's --json-stats line: (error or None, extras)."""
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if not lines:
+        return "camxfer send printed no --json-stats line", {}
+    stats = json.loads(lines[-1])
+    extra = {"engine_mb_per_s": float(stats["mb_per_s"]), "engine_seconds": stats["seconds"]}
+    if not stats.get("ok"):
+        problems = {k: stats[k] for k in ("failed", "vanished", "missing", "abandoned")}
+        return f"camxfer send reported problems: {problems}", extra
+    return None, extra
+
+
+def _plan(settings: CamxferSettings) -> Callable[[RepContext], Plan]:
+    def plan(ctx: RepContext) -> Plan:
+        return Plan(
+            sender=settings.sender_argv(ctx),
+            receiver=settings.receiver_argv(ctx),
+            landed=ctx.dest / DEST_PATH,
+            read_stdout=read_stats,
+        )
+
+    return plan
+
+
+def camxfer_contender(settings: CamxferSettings, label: str, src: Path | None = None) -> Contender:
+    """camxfer with `settings`; with `src`, the camxfer package in that folder (PYTHONPATH)."""
+    env = {"PYTHONPATH": str(src)} if src is not None else None
+    flags = settings.flags + (f"; package from {src}" if src is not None else "")
+    return Contender("camxfer", f"camxfer ({label})", "camxfer", _plan(settings), flags, env=env)

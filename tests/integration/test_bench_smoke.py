@@ -1,0 +1,51 @@
+"""The benchmark harness runs end to end: one command measures, verifies and prints ratios.
+
+Exercises bench/run.py --quick (a small data set, one repetition) on loopback with camxfer,
+the sendfile+recv_into baseline and cp. No timing assertions: speed lives in bench/.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(90)
+def test_quick_bench_verifies_camxfer_and_prints_ratios(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/run.py",
+            "--quick",
+            "--only",
+            "camxfer,sendfile,cp",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(tmp_path / "bench.json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    camxfer_rows = [line for line in result.stdout.splitlines() if line.startswith("  camxfer (")]
+    assert camxfer_rows and all(" verified " in row for row in camxfer_rows), result.stdout
+    assert "FAILED" not in result.stdout, result.stdout
+    assert "ratios (camxfer MB/s / other MB/s" in result.stdout
+    assert "sendfile+recv_into fsync" in result.stdout
+
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    measured = {m["name"]: m for m in figures["bulk"]["loopback"]["measurements"]}
+    camxfer = measured["camxfer (default)"]
+    assert camxfer["verified"] and camxfer["mb_per_s"] > 0 and camxfer["files"] > 0
+    assert {"cp -r", "cp -r + sync", "sendfile+recv_into fsync", "camxfer (tuned)"} <= set(measured)
+    ratios = figures["bulk"]["loopback"]["ratios"]["camxfer (default)"]
+    assert ratios["sendfile+recv_into fsync"] > 0 and ratios["cp -r"] > 0
+    assert not list((tmp_path / "work").glob("bulk-src/*")), "the data set is removed afterwards"
