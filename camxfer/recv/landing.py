@@ -204,8 +204,12 @@ class FileLanding:
         except OSError as exc:
             self.error = exc
 
-    def commit(self) -> Landed:
-        """Make the file durable under its final name; on any failure the temp is removed."""
+    def commit(self, dir_syncs: list[int] | None = None) -> Landed:
+        """Make the file durable under its final name; on any failure the temp is removed.
+
+        With `dir_syncs`, the folder is not fsynced here: a duplicate of its descriptor is
+        appended, and the caller must fsync it before acknowledging the file (group commit).
+        """
         try:
             if self.error is not None:
                 raise self.error
@@ -218,7 +222,10 @@ class FileLanding:
             os.fsync(self._fd)
             self._close_fd()
             status = self._link_final()
-            os.fsync(self._dir_fd)
+            if dir_syncs is None:
+                os.fsync(self._dir_fd)
+            else:
+                dir_syncs.append(os.dup(self._dir_fd))
             return Landed(status, self.final_path)
         except BaseException:
             self.abort()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
+import select
 import socket
 import threading
 import time
@@ -33,6 +35,7 @@ from camxfer.sockets import set_io_timeout
 log = logging.getLogger("camxfer.recv")
 
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
+MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out
 # After an error reply: how long and how much input to discard before closing (see _linger).
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 << 20
@@ -91,6 +94,7 @@ class Session:
         self.announced: int | None = None
         self.received = 0
         self._timeout: float | None = None
+        self._pending: list[tuple[Reply, int | None]] = []  # replies waiting for a flush
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
@@ -145,6 +149,9 @@ class Session:
                 self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
             self._linger()
         finally:
+            for _reply, fd in self._pending:  # never acknowledged: the sender resends them
+                if fd is not None:
+                    os.close(fd)
             self.sock.close()
 
     def _linger(self) -> None:
@@ -200,10 +207,49 @@ class Session:
         )
         return True
 
+    def _data_waiting(self) -> bool:
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
+
+    def _flush(self) -> None:
+        """Fsync the folders of the files landed since the last flush, once each, then ack."""
+        if not self._pending:
+            return
+        synced: dict[tuple[int, int], bool] = {}
+        out = []
+        for reply, fd in self._pending:
+            if fd is not None:
+                try:
+                    st = os.fstat(fd)
+                    key = (st.st_dev, st.st_ino)
+                    if key not in synced:
+                        try:
+                            os.fsync(fd)
+                            synced[key] = True
+                        except OSError:
+                            synced[key] = False
+                finally:
+                    os.close(fd)
+                if not synced[key]:
+                    reply = Reply(reply.seq, Status.IO_ERROR, "cannot make the folder durable")
+            out.append(reply.encode())
+        self._pending.clear()
+        try:
+            self.sock.sendall(b"".join(out))
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
     def _serve_messages(self) -> None:
         while True:
-            self.busy = False
+            # Group commit: while the sender's next file is already here, land it before
+            # acknowledging; one folder fsync then covers every link since the last flush.
+            if self._pending and (len(self._pending) >= MAX_BATCH or not self._data_waiting()):
+                self._flush()
+            # Landed but unacknowledged files keep the session busy: a graceful stop must let
+            # it send their acks (after the folder fsync), or the sender would resend them.
+            self.busy = bool(self._pending)
             if self.stopping:
+                self._flush()
                 # The sender learns from the closed connection that unacknowledged files
                 # must be resent elsewhere or later; half-close first so it reads the
                 # replies already sent rather than a RST.
@@ -224,7 +270,9 @@ class Session:
                 self._refuse_too_large(fixed)
                 return
             self.received += 1
-            self._reply(self._receive_file(fixed))
+            syncs: list[int] = []
+            reply = self._receive_file(fixed, syncs)
+            self._pending.append((reply, syncs[0] if syncs else None))
 
     def _refuse_too_large(self, fixed: FixedHeader) -> None:
         """Answer TOO_LARGE and close: draining gigabytes to stay in step is not worth it."""
@@ -234,10 +282,12 @@ class Session:
         )
         self.counters.add(errors=1)
         log.warning("%s: refused: %s", self.peer, message)
+        self._flush()
         self._reply(Reply(fixed.seq, Status.TOO_LARGE, message))
         self._linger()
 
     def _finish(self, seq: int) -> None:
+        self._flush()
         if self.announced is not None and self.received != self.announced:
             log.warning(
                 "%s: announced %d files but sent %d", self.peer, self.announced, self.received
@@ -252,7 +302,7 @@ class Session:
         else:
             self._reply(Reply(seq, Status.OK, f"{self.received} files"))
 
-    def _receive_file(self, fixed: FixedHeader) -> Reply:
+    def _receive_file(self, fixed: FixedHeader, dir_syncs: list[int]) -> Reply:
         name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
         try:
             if dest and not self.settings.use_dest_paths:
@@ -280,7 +330,7 @@ class Session:
             landing.abort()
             raise
         try:
-            landed = landing.commit()
+            landed = landing.commit(dir_syncs)
         except ChecksumMismatch as exc:
             return self._refuse(fixed, name, Status.CHECKSUM_MISMATCH, str(exc))
         except ExistsDifferent as exc:

@@ -58,12 +58,22 @@ class _Template:
     prefix: str
     suffix: str
     width: int
+    _numbers: dict[str, int | None] = field(default_factory=dict, repr=False, compare=False)
 
     def number_of(self, name: str) -> int | None:
+        # Every scan asks for every listed name again: parse each name once.
+        try:
+            return self._numbers[name]
+        except KeyError:
+            pass
         parts = split_number(name)
+        number = None
         if parts and parts.prefix == self.prefix and parts.suffix == self.suffix:
-            return parts.number
-        return None
+            number = parts.number
+        if len(self._numbers) > 100_000:
+            self._numbers.clear()
+        self._numbers[name] = number
+        return number
 
     def name_of(self, number: int) -> str:
         return NumberedName(self.prefix, number, self.width, self.suffix).with_number(number)
@@ -224,8 +234,13 @@ class Planner:
             # being rewritten). Lookahead rests on files being written in order, so later
             # files existing says nothing about whether this one is finished.
             lookahead_seen = False
-        first = self._first_obs.setdefault(rel, latest)
         state = self.watcher.state(rel) if self.watcher else WriteState.UNKNOWN
+        if state is WriteState.WRITING and not lookahead_seen:
+            # The watcher will report the close: nothing to time, so the planner need not
+            # poll every --stable-ms for this file (waiting_for_completion stays False).
+            self._first_obs.pop(rel, None)
+            return None
+        first = self._first_obs.setdefault(rel, latest)
         if not is_complete(
             path=path,
             lookahead_seen=lookahead_seen,

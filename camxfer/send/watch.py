@@ -73,6 +73,8 @@ class FolderWatcher:
     def poll(self, timeout_ms: float) -> bool:
         """Wait up to `timeout_ms` for events and apply them; True when something happened."""
         events = self._inotify.read(timeout=max(0, int(timeout_ms)), read_delay=None)
+        # A write (MODIFY) never makes a file complete: only other events are news.
+        news = any(event.mask & ~F.MODIFY for event in events)
         for event in events:
             if event.mask & F.Q_OVERFLOW:
                 # Lost events: forget what we knew and let stability checks decide.
@@ -92,7 +94,7 @@ class FolderWatcher:
                 self.states[rel] = WriteState.CLOSED
             elif event.mask & (F.CREATE | F.MODIFY):
                 self.states[rel] = WriteState.WRITING
-        return bool(events)
+        return news
 
     def state(self, rel: str) -> WriteState:
         return self.states.get(rel, WriteState.UNKNOWN)
