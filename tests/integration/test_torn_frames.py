@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,42 +18,10 @@ from pathlib import Path
 import pytest
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def receiver(tmp_path: Path):
-    port = _free_port()
-    out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "camxfer",
-            "recv",
-            "--listen-ip",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--out-dir",
-            str(out),
-            "--use-dest-paths",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port, out
-    proc.terminate()
-    proc.wait(10)
+def receiver(receivers, tmp_path: Path):
+    started = receivers(tmp_path / "out", "--use-dest-paths")
+    return started.port, started.out_dir
 
 
 def _slow_writer(path: Path, pieces: list[bytes], pause: float, started: threading.Event) -> None:
