@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import signal
+import threading
 
 
 def positive_int(text: str) -> int:
@@ -37,3 +40,14 @@ def port_number(text: str) -> int:
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"port must be 1..65535, got {text}")
     return value
+
+
+def stop_on_signals(stop: threading.Event, what: str) -> None:
+    """Set `stop` on SIGTERM or SIGINT (Ctrl-C), logging what is being stopped."""
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logging.getLogger("camxfer").info("stopping %s (%s)", what, signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)

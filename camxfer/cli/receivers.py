@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 
-from camxfer.cli.common import positive_int
+from camxfer.cli.common import positive_int, stop_on_signals
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet.config import add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
@@ -96,12 +95,7 @@ def run(args: argparse.Namespace) -> int:
     setup_logging("receivers", verbose=args.verbose)
     supervisor = Supervisor(receiver_children(args))
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping every receiver (%s)", signal.Signals(signum).name)
-        supervisor.stop_event.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop_on_signals(supervisor.stop_event, "every receiver")
     supervisor.run()
     log.info("stopped")
     return ExitCode.OK

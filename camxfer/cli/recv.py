@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 from pathlib import Path
 
-from camxfer.cli.common import port_number, positive_int
+from camxfer.cli.common import port_number, positive_int, stop_on_signals
 from camxfer.errors import ExitCode
 from camxfer.logs import setup_logging
 from camxfer.recv.server import ListenSettings, ReceiverServer
@@ -130,12 +129,7 @@ def run(args: argparse.Namespace) -> int:
     )
     server = ReceiverServer(settings, listen)
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping (%s)", signal.Signals(signum).name)
-        server.stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop_on_signals(server.stop, "the receiver")
     server.serve(
         on_ready=lambda: log.info(
             "listening on %s:%d, %d worker(s), landing under %s%s",

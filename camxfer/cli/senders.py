@@ -11,7 +11,13 @@ import threading
 import time
 from pathlib import Path
 
-from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
+from camxfer.cli.common import (
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_int,
+    stop_on_signals,
+)
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet import detached
 from camxfer.fleet.config import CameraConfig, add_config_argument, load_config
@@ -146,12 +152,7 @@ def _serve_triggers(args: argparse.Namespace) -> int:
     book = EventBook(_cameras(args), settings)
     server = TriggerServer(book, f"tcp://{args.zmq_bind}:{args.zmq_port}")
 
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("stopping the trigger server (%s)", signal.Signals(signum).name)
-        server.stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop_on_signals(server.stop, "the trigger server")
     log.info(
         "trigger server on %s:%d for %s",
         args.zmq_bind,
