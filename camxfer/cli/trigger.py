@@ -8,7 +8,7 @@ import sys
 
 from camxfer.cli.common import non_negative_float, port_number
 from camxfer.errors import ExitCode, TransferError, UsageError
-from camxfer.fleet.trigger_client import TriggerClient
+from camxfer.fleet.trigger_client import EventStillRunning, TriggerClient
 
 EXAMPLES = """\
 examples:
@@ -17,8 +17,8 @@ examples:
   camxfer trigger --status ball_001-46836 --json
 
 Exit status: 0 when every asked frame landed (or the trigger was accepted, without --wait),
-1 when a frame is missing or failed or the server refused the request, 2 on bad usage or when
-the server cannot be reached.
+1 when a frame is missing or failed, the event was still running at --timeout, or the server
+refused the request; 2 on bad usage or when the server cannot be reached.
 """
 
 
@@ -107,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
             if not reply.get("ok"):  # e.g. the server restarted and forgot the event
                 print(f"camxfer trigger: event {event}: {reply.get('error')}", file=sys.stderr)
                 return ExitCode.FAILED
+    except EventStillRunning as exc:
+        # Not every asked frame has landed (yet): that is a failed wait, not a usage error.
+        print(f"camxfer trigger: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     except TransferError as exc:
         print(f"camxfer trigger: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE

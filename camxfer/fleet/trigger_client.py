@@ -15,6 +15,10 @@ import zmq
 from camxfer.errors import TransferError
 
 
+class EventStillRunning(TransferError):
+    """The event had not ended when the client stopped waiting for it."""
+
+
 class TriggerClient:
     def __init__(self, host: str, port: int, *, timeout: float = 5.0, retries: int = 3) -> None:
         self.endpoint = f"tcp://{host}:{port}"
@@ -62,5 +66,5 @@ class TriggerClient:
             if not status.get("ok") or status.get("state") != "running":
                 return status
             if time.monotonic() >= deadline:
-                raise TransferError(f"event {event} still running after {timeout:g} s")
+                raise EventStillRunning(f"event {event} still running after {timeout:g} s")
             time.sleep(interval)

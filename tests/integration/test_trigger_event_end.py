@@ -115,3 +115,30 @@ def test_waiting_command_fails_when_the_server_forgets_the_event(
                 waiting.wait(5)
     assert waiting.returncode == 1, out + err
     assert "no event 'ball_lost-100'" in out + err
+
+
+def test_waiting_past_the_timeout_on_a_running_event_fails_with_1(
+    layout: tuple[Layout, Proc],
+) -> None:
+    """Not every asked frame landed in time: a failed wait (1), not a usage error (2)."""
+    fleet = layout[0]
+    with trigger_server(fleet, timeout=60):
+        result = run(
+            [
+                "trigger",
+                "--port",
+                str(fleet.zmq_port),
+                "--frame-id",
+                frame_name("cam01", 200),
+                "--ball-id",
+                "ball_slow",
+                "--wait",
+                "--timeout",
+                "1",
+            ],
+            cwd=fleet.root,
+        )
+        client = TriggerClient("127.0.0.1", fleet.zmq_port, timeout=2)
+        assert client.status("ball_slow-200")["state"] == "running"
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "still running after 1 s" in result.stderr
