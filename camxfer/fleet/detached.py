@@ -60,13 +60,31 @@ def _is_ours(pid: int) -> bool:
     return b"camxfer" in cmdline
 
 
+def _started_after(pid: int, when: float) -> bool:
+    """Did process `pid` start after wall-clock time `when`? (Then it reused an old pid.)"""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, IndexError, ValueError, StopIteration):
+        return False
+    # A little slack: btime is whole seconds and the pid file is written just after the start.
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > when + 2.0
+
+
 def status(run_dir: Path, name: str, *, log_dir: Path | None = None) -> Detached:
     pid_file, log_file = _paths(run_dir, name, log_dir)
     try:
         pid = int(pid_file.read_text().strip())
+        written = pid_file.stat().st_mtime
     except (OSError, ValueError):
         return Detached(name, None, False, pid_file, log_file)
-    running = _is_ours(pid) and not _is_zombie(pid)
+    # A pid file outlives its process; the pid may since belong to another process, even
+    # another camxfer one. It is ours only if that process is not younger than the file.
+    running = _is_ours(pid) and not _is_zombie(pid) and not _started_after(pid, written)
     return Detached(name, pid, running, pid_file, log_file)
 
 
