@@ -8,7 +8,7 @@ import sys
 
 from camxfer.cli.common import positive_int, stop_on_signals
 from camxfer.errors import ExitCode, UsageError
-from camxfer.fleet.config import add_config_argument, load_config
+from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
 from camxfer.logs import setup_logging
 
@@ -35,12 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_argument(p)
-    p.add_argument(
-        "--camera",
-        action="append",
-        metavar="NAME",
-        help="only this camera (repeat for several; default: every camera)",
-    )
+    add_camera_argument(p)
     p.add_argument(
         "--workers",
         type=positive_int,
@@ -61,9 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def receiver_children(args: argparse.Namespace) -> list[Child]:
     config = load_config(args.config, need_dest=True)
-    cameras = config.cameras
-    if args.camera:
-        cameras = tuple(config.camera(name) for name in args.camera)
+    cameras = config.select(args.camera)
     children = []
     for camera in cameras:
         argv = [

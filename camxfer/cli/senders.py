@@ -20,7 +20,12 @@ from camxfer.cli.common import (
 )
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet import detached
-from camxfer.fleet.config import CameraConfig, add_config_argument, load_config
+from camxfer.fleet.config import (
+    CameraConfig,
+    add_camera_argument,
+    add_config_argument,
+    load_config,
+)
 from camxfer.fleet.events import EventBook, EventSettings
 from camxfer.fleet.trigger_server import TriggerServer
 from camxfer.logs import setup_logging
@@ -52,12 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_argument(p)
-    p.add_argument(
-        "--camera",
-        action="append",
-        metavar="NAME",
-        help="only this camera (repeat for several; default: every camera)",
-    )
+    add_camera_argument(p)
     trigger = p.add_argument_group("trigger mode")
     trigger.add_argument("--zmq", action="store_true", help="serve ZMQ triggers (REP socket)")
     trigger.add_argument(
@@ -124,9 +124,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _cameras(args: argparse.Namespace) -> list[CameraConfig]:
     config = load_config(args.config, need_src=True)
-    if args.camera:
-        return [config.camera(name) for name in args.camera]
-    return list(config.cameras)
+    return list(config.select(args.camera))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -59,6 +59,20 @@ class FleetConfig:
         known = ", ".join(camera.name for camera in self.cameras)
         raise ConfigError(f"{self.path} has no camera {name!r}; its cameras are: {known}.")
 
+    def select(self, names: list[str] | None) -> tuple[CameraConfig, ...]:
+        """The named cameras (in the order given), or every camera when `names` is empty."""
+        return tuple(self.camera(name) for name in names) if names else self.cameras
+
+
+def add_camera_argument(parser: argparse.ArgumentParser) -> None:
+    """Add `--camera NAME` (repeatable) to a command that runs something per camera."""
+    parser.add_argument(
+        "--camera",
+        action="append",
+        metavar="NAME",
+        help="only this camera (repeat for several; default: every camera)",
+    )
+
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     """Add `--config FILE` to a command that reads camera_config.json."""
