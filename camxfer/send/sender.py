@@ -48,6 +48,8 @@ class SendRun:
         self.fatal: str | None = None
         self._planner: Planner | None = None
         self._outstanding: dict[str, ReadyFile] = {}  # handed to workers, not final yet
+        # name on the receiver -> (size, XXH3-128) of every file acknowledged: the manifest
+        self.landed_files: dict[str, tuple[int, bytes]] = {}
 
     def run(self) -> SendReport:
         opts = self.opts
@@ -252,6 +254,7 @@ class SendRun:
         if result.kind == "landed":
             latency = result.at - item.ready_mono
             self.report.landed(item.rel, result.size, latency, result.duplicate)
+            self.landed_files[item.wire_name] = (result.size, result.checksum)
             log.debug(
                 "landed %s (%d bytes, %.1f ms%s)",
                 item.rel,

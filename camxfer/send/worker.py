@@ -98,12 +98,14 @@ class Result:
     duplicate: bool = False
     reason: str = ""
     at: float = field(default_factory=time.monotonic)
+    checksum: bytes = b""  # of the bytes sent, for "landed" (the run's manifest lists it)
 
 
 @dataclass
 class _InFlight:
     item: ReadyFile
     size: int
+    checksum: bytes = b""
 
 
 class ConnectionWorker(threading.Thread):
@@ -173,7 +175,7 @@ class ConnectionWorker(threading.Thread):
         try:
             conn = self._connection(extra=1)
             seq = conn.send_file(fd, item.wire_name, self.opts.dest_path, size, checksum)
-            self._inflight[seq] = _InFlight(item, size)
+            self._inflight[seq] = _InFlight(item, size, checksum)
             self._collect(block=False)
         except ConnectionLost as exc:
             self._connection_lost(str(exc), also=item)
@@ -299,7 +301,13 @@ class ConnectionWorker(threading.Thread):
         item = flight.item
         if reply.status.landed:
             self.results.put(
-                Result("landed", item, size=flight.size, duplicate=reply.status == Status.DUPLICATE)
+                Result(
+                    "landed",
+                    item,
+                    size=flight.size,
+                    duplicate=reply.status == Status.DUPLICATE,
+                    checksum=flight.checksum,
+                )
             )
         elif reply.status == Status.CHECKSUM_MISMATCH:
             # The bytes sent differ from the bytes hashed: the file changed mid-send.
