@@ -262,7 +262,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     progress = None if args.json_stats else _progress_printer()
-    sender = SendRun(opts, stop=stop, abandon=abandon, progress=progress)
+    manifest = opts.once and not args.no_manifest
+    sender = SendRun(opts, stop=stop, abandon=abandon, progress=progress, keep_connection=manifest)
     try:
         report = sender.run()
     except TransferError as exc:
@@ -275,7 +276,7 @@ def run(args: argparse.Namespace) -> int:
         raise
     manifest_ok = True
     stats = report.to_json()
-    if opts.once and not args.no_manifest:
+    if manifest:
         manifest_ok, stats["manifest"] = _send_manifest(opts, sender)
     if args.json_stats:
         print(json.dumps(stats), flush=True)
@@ -289,7 +290,7 @@ def _send_manifest(opts: SendOptions, sender: SendRun) -> tuple[bool, dict]:
     info = EventInfo(first_frame=opts.start_at, asked=opts.max_files or None)
     manifest = build_manifest(info, file_entries(sender.landed_files), sender.report)
     try:
-        answer = deliver_manifest(opts, manifest)
+        answer = deliver_manifest(opts, manifest, connection=sender.kept_connection)
     except TransferError as exc:
         log.warning("%s", exc)
         return False, {"landed": False, "error": str(exc)}

@@ -156,7 +156,7 @@ class Event:
     def _run_camera(self, run: CameraRun) -> None:
         sender = None
         try:
-            sender = SendRun(self._options(run), stop=self.stop)
+            sender = SendRun(self._options(run), stop=self.stop, keep_connection=True)
             run.report = sender.report
             sender.run()
         except CamxferError as exc:
@@ -174,7 +174,11 @@ class Event:
         camera = run.camera.name
         info = EventInfo(self.id, self.ball_id, camera, frame_name(camera, run.first), run.asked)
         try:
-            answer = deliver_manifest(sender.opts, build_manifest(info, run.files, sender.report))
+            answer = deliver_manifest(
+                sender.opts,
+                build_manifest(info, run.files, sender.report),
+                connection=sender.kept_connection,
+            )
         except CamxferError as exc:
             run.manifest = f"not landed: {exc}"
             log.warning("event %s, %s: %s", self.id, camera, exc)

@@ -63,7 +63,7 @@ def land_manifest(root: LandingRoot, dest: str, body: bytes, now: float) -> Mani
         old = _read_existing(dir_fd, root.root.joinpath(*folders))
         merged = merge(old, incoming)
         merged.updated = iso_time(now)
-        checked, dropped = _verified(dir_fd, merged.files)
+        checked, dropped = _verified(dir_fd, merged.files, rehash=set(incoming.files))
         merged.files = checked
         unverified = tuple(
             Skipped(name, f"unverified: {why}") for name, why in dropped if name in incoming.files
@@ -113,14 +113,19 @@ def _read_all(fd: int) -> bytes:
 
 
 def _verified(
-    dir_fd: int, entries: dict[str, FileEntry]
+    dir_fd: int, entries: dict[str, FileEntry], rehash: set[str]
 ) -> tuple[dict[str, FileEntry], list[tuple[str, str]]]:
-    """The entries whose file is whole on disk now (landed time filled in), and the others."""
+    """The entries whose file is whole on disk now (landed time filled in), and the others.
+
+    Entries in `rehash` (this sender's) are read and hashed; the others were hashed when they
+    were first listed, and are checked for presence and size only, so a folder that many runs
+    share does not cost a re-read of all its files at every run's end.
+    """
     kept: dict[str, FileEntry] = {}
     dropped: list[tuple[str, str]] = []
     for name, entry in entries.items():
         try:
-            problem, mtime = _check_file(dir_fd, _name_parts(name), entry)
+            problem, mtime = _check_file(dir_fd, _name_parts(name), entry, name in rehash)
         except UnsafePathError as exc:
             problem, mtime = str(exc), 0.0
         if problem:
@@ -130,7 +135,9 @@ def _verified(
     return kept, dropped
 
 
-def _check_file(dir_fd: int, parts: list[str], entry: FileEntry) -> tuple[str | None, float]:
+def _check_file(
+    dir_fd: int, parts: list[str], entry: FileEntry, rehash: bool
+) -> tuple[str | None, float]:
     """(None, mtime) when the file is whole, else (what is wrong, 0)."""
     opened: list[int] = []
     try:
@@ -145,6 +152,8 @@ def _check_file(dir_fd: int, parts: list[str], entry: FileEntry) -> tuple[str | 
             return "not a regular file", 0.0
         if info.st_size != entry.size:
             return f"size is {info.st_size}, not {entry.size}", 0.0
+        if not rehash:
+            return None, info.st_mtime
         hasher = new_hasher()
         while chunk := os.read(fd, _READ_BYTES):
             hasher.update(chunk)

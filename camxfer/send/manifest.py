@@ -1,8 +1,9 @@
 """The sender's end of an event: build its manifest from a finished run and deliver it.
 
 Called once every file of the run is acknowledged (or given up on): by `camxfer send --once`
-and by each camera run of the trigger server. The manifest goes on a connection of its own
-that announces zero files, so receivers started with --expect-count-first take it too.
+and by each camera run of the trigger server. The manifest goes on one of the run's
+connections, kept open for it; failing that, on a new one that announces zero files (so
+receivers started with --expect-count-first take it too).
 Not here: checking the files or writing the manifest (the receiver does, `recv/manifest.py`).
 """
 
@@ -22,7 +23,7 @@ from camxfer.manifest import (
     Skipped,
     iso_time,
 )
-from camxfer.protocol import Reply, Status
+from camxfer.protocol import MAX_MANIFEST_BYTES, Reply, Status
 from camxfer.send.connection import Connection, ConnectionLost, ConnectionSettings
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
@@ -89,47 +90,60 @@ def build_manifest(
 
 
 def deliver_manifest(
-    opts: SendOptions, manifest: Manifest, *, stop: threading.Event | None = None
+    opts: SendOptions,
+    manifest: Manifest,
+    *,
+    connection: Connection | None = None,
+    stop: threading.Event | None = None,
 ) -> str:
     """Send the manifest to the run's receiver and destination; returns the receiver's answer.
 
-    A lost connection or a retryable answer is tried again (a few times, with backoff); a
-    refusal raises ManifestNotLanded at once.
+    It goes on `connection` (a run's connection kept open for it, which this closes) or on a
+    new one. A lost connection or a retryable answer is tried again on a new connection (a
+    few times, with backoff); a refusal raises ManifestNotLanded at once.
     """
-    body = manifest.encode()
-    settings = ConnectionSettings(
-        opts.host,
-        opts.port,
-        opts.connect_timeout,
-        max(opts.ack_timeout, MIN_REPLY_S),
-        opts.sndbuf,
-        opts.rcvbuf,
-    )
-    problem = ""
-    for attempt in range(1, ATTEMPTS + 1):
-        if attempt > 1 and (stop or threading.Event()).wait(0.2 * 2**attempt):
-            break  # stopping: the first attempt was the one that counted
-        try:
-            reply = _exchange(settings, opts.dest_path, body)
-        except ConnectionLost as exc:
-            problem = str(exc)
-            continue
-        if reply.status == Status.OK:
-            return reply.message
-        problem = f"the receiver answered {reply.status.name}: {reply.message}"
-        if not reply.status.retryable:
-            if reply.status == Status.BAD_REQUEST and "type" in reply.message:
-                problem += " (a receiver older than manifests? send with --no-manifest)"
-            raise ManifestNotLanded(f"manifest not landed: {problem}")
-    raise ManifestNotLanded(f"manifest not landed after {ATTEMPTS} attempts: {problem}")
+    try:
+        body = manifest.encode()
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise ManifestNotLanded(
+                f"manifest of {len(body)} bytes is over the limit of {MAX_MANIFEST_BYTES}"
+            )
+        settings = ConnectionSettings(
+            opts.host,
+            opts.port,
+            opts.connect_timeout,
+            max(opts.ack_timeout, MIN_REPLY_S),
+            opts.sndbuf,
+            opts.rcvbuf,
+        )
+        problem = ""
+        for attempt in range(1, ATTEMPTS + 1):
+            if attempt > 1 and (stop or threading.Event()).wait(0.2 * 2**attempt):
+                break  # stopping: the first attempt was the one that counted
+            try:
+                conn, connection = connection or Connection(settings, announce_count=0), None
+                reply = _exchange(conn, opts.dest_path, body, settings.io_timeout)
+            except ConnectionLost as exc:
+                problem = str(exc)
+                continue
+            if reply.status == Status.OK:
+                return reply.message
+            problem = f"the receiver answered {reply.status.name}: {reply.message}"
+            if not reply.status.retryable:
+                if reply.status == Status.BAD_REQUEST and "type" in reply.message:
+                    problem += " (a receiver older than manifests? send with --no-manifest)"
+                raise ManifestNotLanded(f"manifest not landed: {problem}")
+        raise ManifestNotLanded(f"manifest not landed after {attempt} attempt(s): {problem}")
+    finally:
+        if connection is not None:
+            connection.close()
 
 
-def _exchange(settings: ConnectionSettings, dest: str, body: bytes) -> Reply:
-    conn = Connection(settings, announce_count=0)
+def _exchange(conn: Connection, dest: str, body: bytes, timeout: float) -> Reply:
     try:
         seq = conn.send_manifest(dest, body)
         while True:
-            for reply in conn.wait_replies(settings.io_timeout):
+            for reply in conn.wait_replies(timeout):
                 if reply.seq == seq:
                     if reply.status == Status.OK:
                         _say_end(conn)

@@ -136,6 +136,10 @@ class ConnectionWorker(threading.Thread):
         self._inflight: dict[int, _InFlight] = {}
         self._connect_failures = 0
         self.abandoned: list[ReadyFile] = []
+        # Set before start: at the end, leave the connection open (without END) in `kept`,
+        # so the run's manifest goes on one of its own connections.
+        self.keep_open = False
+        self.kept: Connection | None = None
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -328,6 +332,9 @@ class ConnectionWorker(threading.Thread):
             if time.monotonic() > deadline:
                 break
             self._collect(block=True)
+        if self.keep_open and self._conn is not None and not self._inflight:
+            self.kept, self._conn = self._conn, None
+            return
         if self._conn is not None and not self._inflight:
             try:
                 seq = self._conn.send_end()
