@@ -31,9 +31,12 @@ examples:
 
 A frame is sent once it is complete: the frame --lookahead numbers later exists, the writer
 closed it (inotify), or its size and mtime held still for --stable-ms. A file is counted sent
-only when the receiver acknowledged it durable. Exit status: 0 all sent, 1 some file failed,
-vanished or went missing (also when the receiver could not be reached or refused the
-connection), 2 bad usage.
+only when the receiver acknowledged it durable. A --once run ends with a manifest (each
+file's name, size and XXH3-128, and this report) that the receiver checks and lands as
+.camxfer-manifest.json in the destination; 'camxfer verify' and 'camxfer events' read it.
+Exit status: 0 all sent (and the manifest landed), 1 some file failed, vanished or went
+missing, or the manifest did not land (also when the receiver could not be reached or
+refused the connection), 2 bad usage.
 """
 
 
