@@ -28,7 +28,9 @@ MAX_MESSAGE_BYTES = 1024  # error text in a reply
 MAX_FILE_SIZE_DEFAULT = 1 << 32  # 4 GiB; receivers may lower it
 MAX_SIZE_FIELD = (1 << 64) - 1  # what the u64 size field can carry
 
-MAX_MANIFEST_BYTES = 64 << 20  # a manifest body; ~150 bytes per listed file
+# A manifest body (~200 bytes per listed file, so ~150 000 files). The receiver holds it in
+# memory while it checks it, so this bounds what one connection can make it allocate.
+MAX_MANIFEST_BYTES = 32 << 20
 CHECKSUM_BYTES = 16  # XXH3-128: ~20 GB/s, so hashing never limits a 10 GbE link
 
 

@@ -178,6 +178,7 @@ class Event:
                 sender.opts,
                 build_manifest(info, run.files, sender.report),
                 connection=sender.kept_connection,
+                stop=self.stop,
             )
         except CamxferError as exc:
             run.manifest = f"not landed: {exc}"
