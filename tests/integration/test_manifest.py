@@ -332,3 +332,18 @@ def test_verify_without_any_manifest_fails_and_bad_usage_exits_2(tmp_path: Path)
         assert result.stderr.startswith("camxfer verify: error: ") and "Traceback" not in (
             result.stderr
         )
+
+
+def test_events_bad_usage_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    for argv in (
+        ["events", "--out-dir", str(tmp_path / "nowhere")],
+        ["events", "--config", str(tmp_path / "camera_config.json")],
+        ["events", "--limit", "0"],
+    ):
+        result = camxfer(*argv)
+        assert result.returncode == 2, argv
+        # (argparse shows the usage first, as for every command)
+        assert result.stderr.splitlines()[-1].startswith("camxfer events: error: "), argv
+        assert "Traceback" not in result.stderr, argv
+    empty = camxfer("events", "--out-dir", str(tmp_path), "--json")
+    assert (empty.returncode, json.loads(empty.stdout)) == (0, {"events": []})
