@@ -233,6 +233,7 @@ def test_repeated_trigger_is_the_same_event_and_sends_nothing_twice(
         path: (path.stat().st_ino, path.stat().st_mtime_ns)
         for camera in CAMERAS
         for path in (layout.dest(camera) / "ball_again" / camera).iterdir()
+        if path.name != MANIFEST_NAME
     }
     # A receiver logs a file before it acks it, so the log is complete once the event is done.
     assert landed_log_lines(recv, layout, "ball_again") == dict.fromkeys(
