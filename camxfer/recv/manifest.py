@@ -64,6 +64,11 @@ def land_manifest(root: LandingRoot, dest: str, body: bytes, now: float) -> Mani
         merged = merge(old, incoming)
         merged.updated = iso_time(now)
         checked, dropped = _verified(dir_fd, merged.files, rehash=set(incoming.files))
+        if old is not None:
+            # A new claim that is not on disk must not hide an older entry that still is.
+            earlier = {n: old.files[n] for n, _why in dropped if n in old.files}
+            earlier = {n: e for n, e in earlier.items() if e != merged.files[n]}
+            checked.update(_verified(dir_fd, earlier, rehash=set())[0])
         merged.files = checked
         unverified = tuple(
             Skipped(name, f"unverified: {why}") for name, why in dropped if name in incoming.files

@@ -148,8 +148,8 @@ def test_receiver_lists_only_files_it_finds_whole(receivers, src: Path, out: Pat
     answer = deliver_manifest(opts, Manifest(files=claimed, runs=[run]))
     assert "2 unverified" in answer
     landed = load_manifest(folder)
-    # The earlier good entry for frame 2 is replaced by the bad claim, which is then dropped.
-    assert sorted(landed.files) == sorted(set(real) - {"frame_camera01_000000002.jpg"})
+    # The bad claim about frame 2 is dropped; the earlier entry, still true on disk, stays.
+    assert landed.files == real
     unverified = {s.name: s.reason for s in landed.runs[-1].unverified}
     assert set(unverified) == {"frame_never_sent.jpg", "frame_camera01_000000002.jpg"}
     assert unverified["frame_never_sent.jpg"] == "unverified: not found"
@@ -347,3 +347,26 @@ def test_events_bad_usage_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr, argv
     empty = camxfer("events", "--out-dir", str(tmp_path), "--json")
     assert (empty.returncode, json.loads(empty.stdout)) == (0, {"events": []})
+
+
+def test_verify_gives_each_file_to_the_nearest_manifest(tmp_path: Path) -> None:
+    """Nested manifests (a plain --once into the root, events below it) each own their files."""
+
+    def land(folder: Path, names: list[str]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for name in names:
+            (folder / name).write_bytes(name.encode())
+            files[name] = FileEntry(name, len(name), xxh3_hex(folder / name))
+        (folder / MANIFEST_NAME).write_bytes(Manifest(files=files).encode())
+
+    land(tmp_path, ["a.jpg"])
+    land(tmp_path / "ball" / "cam01", ["f.jpg"])
+    (tmp_path / "ball" / "stray.jpg").write_bytes(b"x")  # under the root's manifest only
+    (tmp_path / "ball" / "cam01" / ".camxfer-tmp-1-1").write_bytes(b"partial")  # not a frame
+    code, report = verify_json(tmp_path)
+    assert (code, report["manifests"], report["files"]) == (1, 2, 2)
+    by_rel = {f["rel"]: f for f in report["folders"]}
+    assert by_rel["ball/cam01"]["ok"] and by_rel["ball/cam01"]["details"] == []
+    assert [(d["kind"], d["name"]) for d in by_rel["."]["details"]] == [("extra", "ball/stray.jpg")]
+    assert verify_json(tmp_path / "ball" / "cam01")[0] == 0
