@@ -13,10 +13,10 @@ from camxfer.tools.verify import FolderCheck, VerifyReport, verify
 
 DESCRIPTION = f"""\
 Re-check a destination against its manifests. Every sender run that ends (send --once, or
-one camera of a trigger) leaves a manifest, {MANIFEST_NAME}, in its destination folder: each
-file's name, size and XXH3-128 checksum. verify re-reads every listed file and reports files
-missing, of another size or with other bytes, files present but not listed, and manifests
-that cannot be read.
+one camera of a trigger) leaves a manifest in its destination folder,
+{MANIFEST_NAME}: each file's name, size and XXH3-128 checksum. verify
+re-reads every listed file and reports files missing, of another size or with other bytes,
+files present but not listed, and manifests that cannot be read.
 """
 
 EPILOG = """\
@@ -73,7 +73,12 @@ def run(args: argparse.Namespace) -> int:
 def print_report(report: VerifyReport) -> None:
     out = sys.stdout
     for check in report.checks:
-        print(_headline(check), file=out)
+        if check is report.uncovered and not report.folders:
+            print(f"FAIL  no manifest at or below {report.root}", file=out)
+        elif check is report.uncovered:
+            print(f"FAIL  not covered by any manifest: {check.problem_count} file(s)", file=out)
+        else:
+            print(_headline(check), file=out)
         for problem in check.problems:
             print(f"      {problem.kind:<10} {problem.name}: {problem.detail}", file=out)
         if check.problem_count > len(check.problems):
