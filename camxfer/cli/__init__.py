@@ -26,6 +26,8 @@ COMMANDS = (
     "generate",
     "clear",
     "digest",
+    "verify",
+    "events",
     "service",
     "fleet",
     "demo",

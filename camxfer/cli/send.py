@@ -13,6 +13,7 @@ from pathlib import Path
 from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
+from camxfer.send.manifest import EventInfo, build_manifest, deliver_manifest, file_entries
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 from camxfer.send.sender import SendRun
@@ -30,9 +31,12 @@ examples:
 
 A frame is sent once it is complete: the frame --lookahead numbers later exists, the writer
 closed it (inotify), or its size and mtime held still for --stable-ms. A file is counted sent
-only when the receiver acknowledged it durable. Exit status: 0 all sent, 1 some file failed,
-vanished or went missing (also when the receiver could not be reached or refused the
-connection), 2 bad usage.
+only when the receiver acknowledged it durable. A --once run ends with a manifest (each
+file's name, size and XXH3-128, and this report) that the receiver checks and lands as
+.camxfer-manifest.json in the destination; 'camxfer verify' and 'camxfer events' read it.
+Exit status: 0 all sent (and the manifest landed), 1 some file failed, vanished or went
+missing, or the manifest did not land (also when the receiver could not be reached or
+refused the connection), 2 bad usage.
 """
 
 
@@ -198,6 +202,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print one JSON object with the run's statistics at the end",
     )
+    run_group.add_argument(
+        "--no-manifest",
+        action="store_true",
+        help="with --once: do not end the run with a manifest (default: send one, which the "
+        "receiver lands as .camxfer-manifest.json in the destination; needed only for "
+        "receivers older than manifests)",
+    )
     run_group.add_argument("--verbose", action="store_true", help="log every file sent")
     p.set_defaults(handler=run)
 
@@ -254,7 +265,8 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     progress = None if args.json_stats else _progress_printer()
-    sender = SendRun(opts, stop=stop, abandon=abandon, progress=progress)
+    manifest = opts.once and not args.no_manifest
+    sender = SendRun(opts, stop=stop, abandon=abandon, progress=progress, keep_connection=manifest)
     try:
         report = sender.run()
     except TransferError as exc:
@@ -265,11 +277,28 @@ def run(args: argparse.Namespace) -> int:
                 json.dumps({**sender.report.to_json(), "ok": False, "error": str(exc)}), flush=True
             )
         raise
+    manifest_ok = True
+    stats = report.to_json()
+    if manifest:
+        manifest_ok, stats["manifest"] = _send_manifest(opts, sender)
     if args.json_stats:
-        print(json.dumps(report.to_json()), flush=True)
+        print(json.dumps(stats), flush=True)
     else:
         log.info("%s", report.summary_line())
-    return ExitCode.OK if report.ok else ExitCode.FAILED
+    return ExitCode.OK if report.ok and manifest_ok else ExitCode.FAILED
+
+
+def _send_manifest(opts: SendOptions, sender: SendRun) -> tuple[bool, dict]:
+    """End a --once run with its manifest; (landed?, what to add to the JSON stats)."""
+    info = EventInfo(first_frame=opts.start_at, asked=opts.max_files or None)
+    manifest = build_manifest(info, file_entries(sender.landed_files), sender.report)
+    try:
+        answer = deliver_manifest(opts, manifest, connection=sender.kept_connection)
+    except TransferError as exc:
+        log.warning("%s", exc)
+        return False, {"landed": False, "error": str(exc)}
+    log.info("manifest landed: %s", answer)
+    return True, {"landed": True, "files": len(manifest.files)}
 
 
 def _progress_printer() -> Callable[[SendReport], None]:

@@ -73,6 +73,18 @@ def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], st
     return folders + name_parts[:-1], name_parts[-1]
 
 
+def resolve_folder(root: Path, dest: str) -> list[str]:
+    """Check a wire destination alone (as `resolve_destination` does); return its components."""
+    if dest.startswith("/"):
+        if "\0" in dest or "/../" in dest + "/" or "\\" in dest:
+            raise UnsafePathError(f"destination {dest!r} is not a plain absolute path")
+        inside = _relative_to_root(root, dest)
+        if inside is None:
+            raise UnsafePathError(f"destination {dest!r} is outside the receiver's folder {root}")
+        dest = inside
+    return split_relative(dest, "destination")
+
+
 def _relative_to_root(root: Path, dest: str) -> str | None:
     target = Path(os.path.normpath(dest))
     # Accept the root as the user wrote it and as it resolves (e.g. /mnt -> /media/mnt).
@@ -385,3 +397,37 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def replace_file(root: LandingRoot, dir_fd: int, name: str, data: bytes) -> None:
+    """Write `name` in the open folder `dir_fd` atomically and durably, replacing any old one.
+
+    For the receiver's own files (a manifest), which are rewritten as they grow: temp file,
+    fsync, rename over the old name, folder fsync. A crash leaves the old or the new file whole,
+    never a mix; the temporary carries the usual prefix so it is cleaned up like any other.
+    """
+    temp = root.temp_name()
+    fd = os.open(
+        temp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o644,
+        dir_fd=dir_fd,
+    )
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    try:
+        os.close(fd)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)

@@ -31,6 +31,7 @@ from camxfer.recv.landing import (
     resolve_destination,
     sync_sealed,
 )
+from camxfer.recv.manifest import manifest_reply
 from camxfer.sockets import set_io_timeout
 
 log = logging.getLogger("camxfer.recv")
@@ -304,6 +305,10 @@ class Session:
             self.busy = True
             self._set_timeout(self.settings.io_timeout)
             head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
+            if protocol.is_manifest(head[0]):
+                self._flush()  # the files it lists must be durable before it is checked
+                self._reply(self._receive_manifest(protocol.decode_manifest_fixed(head)))
+                continue
             # Any size is well-formed here; one over this receiver's limit is answered below
             # with TOO_LARGE for that file, so the sender fails it instead of resending it.
             fixed = protocol.decode_fixed(head, max_file_size=protocol.MAX_SIZE_FIELD)
@@ -401,6 +406,15 @@ class Session:
         self.counters.add(files=1, nbytes=fixed.size)
         log.debug("%s: landed %s (%d bytes)", self.peer, landed.path, fixed.size)
         return Reply(fixed.seq, Status.OK)
+
+    def _receive_manifest(self, fixed: FixedHeader) -> Reply:
+        _name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
+        body = self._read_exact(fixed.size)
+        reply = manifest_reply(self.root, self.settings.use_dest_paths, fixed, dest, body)
+        if reply.status != Status.OK:
+            self.counters.add(errors=1)
+            log.warning("%s: manifest refused: %s", self.peer, reply.message)
+        return reply
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
         remaining = size
