@@ -49,8 +49,8 @@ def split_relative(path: str, what: str) -> list[str]:
     return [check_component(p, what) for p in parts]
 
 
-def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], str]:
-    """Check a wire destination and name; return (folder components under root, file name).
+def resolve_folder(root: Path, dest: str) -> list[str]:
+    """Check a wire destination; return its folder components under root.
 
     A relative `dest` is taken under `root`. An absolute one is accepted only when it lies
     inside `root` (so `--dest-path /mnt/destination/` works with `--out-dir /mnt`).
@@ -62,27 +62,20 @@ def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], st
         if inside is None:
             raise UnsafePathError(f"destination {dest!r} is outside the receiver's folder {root}")
         dest = inside
+    return split_relative(dest, "destination")
+
+
+def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], str]:
+    """Check a wire destination and name; return (folder components under root, file name)."""
+    folders = resolve_folder(root, dest)
     if name.startswith("/"):
         # A name is always relative to its destination; '/etc/x' must not quietly become
         # '<root>/etc/x' (the sender meant somewhere else), so refuse it like any escape.
         raise UnsafePathError(f"file name {name!r} is absolute")
-    folders = split_relative(dest, "destination")
     name_parts = split_relative(name, "file name")
     if not name_parts:
         raise UnsafePathError(f"file name {name!r} is empty")
     return folders + name_parts[:-1], name_parts[-1]
-
-
-def resolve_folder(root: Path, dest: str) -> list[str]:
-    """Check a wire destination alone (as `resolve_destination` does); return its components."""
-    if dest.startswith("/"):
-        if "\0" in dest or "/../" in dest + "/" or "\\" in dest:
-            raise UnsafePathError(f"destination {dest!r} is not a plain absolute path")
-        inside = _relative_to_root(root, dest)
-        if inside is None:
-            raise UnsafePathError(f"destination {dest!r} is outside the receiver's folder {root}")
-        dest = inside
-    return split_relative(dest, "destination")
 
 
 def _relative_to_root(root: Path, dest: str) -> str | None:
