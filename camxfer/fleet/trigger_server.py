@@ -17,6 +17,7 @@ from typing import Any
 import zmq
 
 from camxfer.errors import TransferError
+from camxfer.fleet.curve import CurveServerKeys, start_server
 from camxfer.fleet.events import EventBook
 from camxfer.frames import parse_frame_id
 
@@ -75,7 +76,14 @@ def validate_trigger(message: dict[str, Any]) -> tuple[str, int]:
 
 
 class TriggerServer:
-    def __init__(self, book: EventBook, bind: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        book: EventBook,
+        bind: str,
+        *,
+        context: zmq.Context | None = None,
+        curve: CurveServerKeys | None = None,
+    ) -> None:
         self.book = book
         self.bind = bind
         self.stop = threading.Event()
@@ -83,11 +91,23 @@ class TriggerServer:
         self.socket = self._context.socket(zmq.REP)
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self._authenticator = None
         try:
+            if curve is not None:  # before bind: no connection may come in unchecked
+                self._authenticator = start_server(self._context, self.socket, curve)
             self.socket.bind(bind)
         except zmq.ZMQError as exc:
-            self.socket.close()
+            self._close()
             raise TransferError(f"cannot bind the trigger socket to {bind}: {exc}") from exc
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        self.socket.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
 
     def handle(self, parts: list[bytes]) -> dict[str, Any]:
         try:
@@ -127,4 +147,4 @@ class TriggerServer:
                 reply = self.handle(parts)
                 self.socket.send(json.dumps(reply).encode("utf-8"))
         finally:
-            self.socket.close()
+            self._close()

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camxfer import protocol
+from camxfer import auth, protocol
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv.landing import (
@@ -51,6 +51,9 @@ class ReceiverSettings:
     idle_timeout: float = 600.0  # seconds a connection may sit between messages
     io_timeout: float = 30.0  # seconds a started message may stall before we give up on it
     verbose: bool = False
+    # The shared key: senders must prove they hold it, and every message after is MACed.
+    auth_key: bytes | None = field(default=None, repr=False)
+    handshake_timeout: float = 10.0  # whole authenticated handshake, however it trickles in
 
 
 @dataclass
@@ -73,6 +76,10 @@ class ConnectionClosed(Exception):
     """The peer closed or stalled; the session ends."""
 
 
+class AuthenticationFailed(Exception):
+    """A handshake proof or a message MAC did not check out; the session ends."""
+
+
 class Session:
     def __init__(
         self,
@@ -81,6 +88,7 @@ class Session:
         root: LandingRoot,
         settings: ReceiverSettings,
         counters: SessionCounters,
+        failures: auth.FailureCounter | None = None,
     ) -> None:
         self.sock = sock
         self.peer = peer
@@ -95,6 +103,13 @@ class Session:
         self.received = 0
         self._timeout: float | None = None
         self._pending: list[tuple[Reply, int | None]] = []  # replies waiting for a flush
+        # Authentication (only with settings.auth_key): see _authenticate.
+        self.failures = failures or auth.FailureCounter()
+        self._deadline: float | None = None  # the handshake's, over all its reads
+        self._authenticated = False
+        self._recv_mac: auth.MessageMac | None = None
+        self._send_mac: auth.MessageMac | None = None
+        self._names: bytes | None = None  # a FILE's name and destination, read to check its MAC
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
@@ -110,6 +125,11 @@ class Session:
         return bytes(out)
 
     def _recv(self, n: int) -> int:
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionClosed("handshake not finished within the deadline")
+            self._set_timeout(left)
         try:
             got = self.sock.recv_into(self._view[:n], n)
         except (TimeoutError, BlockingIOError) as exc:
@@ -120,9 +140,13 @@ class Session:
             raise ConnectionClosed("closed by the sender")
         return got
 
+    def _encode(self, reply: Reply) -> bytes:
+        data = reply.encode()
+        return data + self._send_mac.tag(data) if self._send_mac is not None else data
+
     def _reply(self, reply: Reply) -> None:
         try:
-            self.sock.sendall(reply.encode())
+            self.sock.sendall(self._encode(reply))
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
 
@@ -131,8 +155,12 @@ class Session:
         try:
             if self._handshake():
                 self._serve_messages()
+        except AuthenticationFailed as exc:
+            self._authentication_failed(str(exc))
         except ConnectionClosed as exc:
-            if self.announced is not None and self.received != self.announced:
+            if self.settings.auth_key is not None and not self._authenticated:
+                self._authentication_failed(f"handshake not completed: {exc}", reply=False)
+            elif self.announced is not None and self.received != self.announced:
                 log.warning(
                     "%s: connection ended after %d of %d announced files (%s)",
                     self.peer,
@@ -145,6 +173,8 @@ class Session:
         except ProtocolError as exc:
             log.warning("%s: protocol error, closing: %s", self.peer, exc)
             self.counters.add(errors=1)
+            if self.settings.auth_key is not None and not self._authenticated:
+                self.failures.add(self.peer.rsplit(":", 1)[0])
             with contextlib.suppress(ConnectionClosed):
                 self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
             self._linger()
@@ -174,7 +204,12 @@ class Session:
 
     def _handshake(self) -> bool:
         self._set_timeout(self.settings.io_timeout)
-        hello = protocol.decode_hello(self._read_exact(protocol.HELLO_SIZE))
+        if self.settings.auth_key is not None:
+            self._deadline = time.monotonic() + self.settings.handshake_timeout
+        raw_hello = self._read_exact(protocol.HELLO_SIZE)
+        hello = protocol.decode_hello(raw_hello)
+        # Fixed length: read it whatever we decide, so a refusal reply stays in step.
+        client_nonce = self._read_exact(protocol.NONCE_SIZE) if hello.auth else b""
         if hello.version != protocol.VERSION:
             self._reply(
                 Reply(
@@ -185,6 +220,8 @@ class Session:
                 )
             )
             self._linger()
+            return False
+        if not self._authenticate(hello, raw_hello, client_nonce):
             return False
         if self.settings.expect_count_first and hello.count is None:
             log.warning("%s: connection did not announce a file count; refused", self.peer)
@@ -206,6 +243,93 @@ class Session:
             f", announcing {hello.count} files" if hello.count is not None else "",
         )
         return True
+
+    def _authenticate(self, hello: protocol.Hello, raw_hello: bytes, client_nonce: bytes) -> bool:
+        """The challenge-response of docs/protocol.md; True when the session may go on.
+
+        A key on one side only is refused with a clear reply, never downgraded to an
+        unauthenticated session.
+        """
+        key = self.settings.auth_key
+        if key is None:
+            if not hello.auth:
+                return True
+            log.warning("%s: sender offered a shared key; this receiver has none", self.peer)
+            self._reply(
+                Reply(
+                    0,
+                    Status.AUTH_UNSUPPORTED,
+                    "this receiver has no shared key (--auth-key-file) and will not "
+                    "accept an authenticated sender unauthenticated",
+                )
+            )
+            self._linger()
+            return False
+        if not hello.auth:
+            self._authentication_failed(
+                "sender offered no key",
+                "this receiver requires a shared key; give the sender --auth-key-file",
+                Status.AUTH_REQUIRED,
+            )
+            return False
+        server_nonce = auth.new_nonce()
+        challenge = protocol.Challenge(
+            server_nonce, auth.server_proof(key, raw_hello, client_nonce, server_nonce)
+        )
+        self._reply_raw(challenge.encode())
+        try:
+            proof = protocol.decode_auth(self._read_exact(protocol.AUTH_SIZE))
+        except ProtocolError:
+            proof = b""
+        expected = auth.client_proof(key, raw_hello, client_nonce, server_nonce)
+        if not auth.proofs_equal(expected, proof):
+            raise AuthenticationFailed("wrong proof")
+        to_server, to_client = auth.session_macs(key, client_nonce, server_nonce)
+        self._recv_mac = auth.MessageMac(to_server)
+        self._send_mac = auth.MessageMac(to_client)
+        self._authenticated = True
+        self._deadline = None
+        self._set_timeout(self.settings.io_timeout)
+        return True
+
+    def _reply_raw(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
+    def _authentication_failed(
+        self,
+        reason: str,
+        message: str = "authentication failed",
+        status: Status = Status.AUTH_FAILED,
+        *,
+        reply: bool = True,
+    ) -> None:
+        """Count, log and answer one failure; the answer never says which check failed."""
+        address = self.peer.rsplit(":", 1)[0]
+        count = self.failures.add(address)
+        self.counters.add(errors=1)
+        log.warning(
+            "%s: authentication failed (%s); %d failure(s) from %s so far",
+            self.peer,
+            reason,
+            count,
+            address,
+        )
+        if reply:
+            with contextlib.suppress(ConnectionClosed):
+                self._reply(Reply(0, status, message))
+            self._linger()
+
+    def _check_mac(self, head: bytes, fixed: FixedHeader) -> None:
+        """Read a message's MAC (and a FILE's names, which it covers) and check it."""
+        assert self._recv_mac is not None
+        names = self._read_exact(fixed.variable_len) if fixed.type == MessageType.FILE else b""
+        tag = self._read_exact(protocol.MAC_SIZE)
+        if not self._recv_mac.verify(head + names, tag):
+            raise AuthenticationFailed(f"message {fixed.seq} failed its MAC")
+        self._names = names
 
     def _data_waiting(self) -> bool:
         readable, _, _ = select.select([self.sock], [], [], 0)
@@ -232,7 +356,7 @@ class Session:
                     os.close(fd)
                 if not synced[key]:
                     reply = Reply(reply.seq, Status.IO_ERROR, "cannot make the folder durable")
-            out.append(reply.encode())
+            out.append(self._encode(reply))
         self._pending.clear()
         try:
             self.sock.sendall(b"".join(out))
@@ -263,6 +387,8 @@ class Session:
             # Any size is well-formed here; one over this receiver's limit is answered below
             # with TOO_LARGE for that file, so the sender fails it instead of resending it.
             fixed = protocol.decode_fixed(head, max_file_size=protocol.MAX_SIZE_FIELD)
+            if self._recv_mac is not None:
+                self._check_mac(head, fixed)
             if fixed.type == MessageType.END:
                 self._finish(fixed.seq)
                 return
@@ -303,7 +429,10 @@ class Session:
             self._reply(Reply(seq, Status.OK, f"{self.received} files"))
 
     def _receive_file(self, fixed: FixedHeader, dir_syncs: list[int]) -> Reply:
-        name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
+        names, self._names = self._names, None
+        if names is None:
+            names = self._read_exact(fixed.variable_len)
+        name, dest = protocol.decode_names(fixed, names)
         try:
             if dest and not self.settings.use_dest_paths:
                 self._drain(fixed.size)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import select
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from camxfer import protocol
-from camxfer.errors import TransferError
+from camxfer import auth, protocol
+from camxfer.errors import ProtocolError, TransferError
 from camxfer.protocol import FileHeader, Reply, ReplyParser, Status
 from camxfer.sockets import set_io_timeout
 
@@ -34,6 +34,7 @@ class ConnectionSettings:
     io_timeout: float = 60.0
     sndbuf: int = 0
     rcvbuf: int = 0
+    auth_key: bytes | None = field(default=None, repr=False)  # prove it; MAC every message
 
 
 class Connection:
@@ -42,6 +43,7 @@ class Connection:
         self._parser = ReplyParser()
         self._next_seq = 1
         self._lost: str | None = None  # why the connection broke, once it has
+        self._send_mac: auth.MessageMac | None = None  # set by an authenticated handshake
         try:
             self.sock = socket.create_connection(
                 (settings.host, settings.port), timeout=settings.connect_timeout
@@ -58,8 +60,11 @@ class Connection:
             if settings.rcvbuf:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.rcvbuf)
             set_io_timeout(self.sock, settings.io_timeout)
-            self._send(protocol.encode_hello(announce_count))
-            reply = self.wait_reply()
+            if settings.auth_key is not None:
+                reply = self._authenticate(settings.auth_key, announce_count)
+            else:
+                self._send(protocol.encode_hello(announce_count))
+                reply = self.wait_reply()
         except BaseException:
             self.sock.close()
             raise
@@ -68,6 +73,66 @@ class Connection:
             raise HandshakeRefused(
                 f"receiver {settings.host}:{settings.port} refused: {reply.message}"
             )
+
+    def _authenticate(self, key: bytes, announce_count: int | None) -> Reply:
+        """Prove the key, check the receiver's proof, then set up the MACs (docs/protocol.md)."""
+        where = f"{self.settings.host}:{self.settings.port}"
+        hello = protocol.encode_hello(announce_count, auth=True)
+        client_nonce = auth.new_nonce()
+        self._send(hello + client_nonce)
+        first = self._recv_exact(1)
+        if first[0] == protocol.MessageType.REPLY:  # refused before any challenge
+            return self._read_plain_reply(first)
+        try:
+            challenge = protocol.decode_challenge(
+                first + self._recv_exact(protocol.CHALLENGE_SIZE - 1)
+            )
+        except ProtocolError as exc:
+            raise HandshakeRefused(f"receiver {where}: {exc}") from None
+        expected = auth.server_proof(key, hello, client_nonce, challenge.nonce)
+        if not auth.proofs_equal(expected, challenge.proof):
+            # Whoever answered does not hold our key: send it nothing more.
+            raise HandshakeRefused(
+                f"receiver {where} failed to prove it holds the shared key "
+                "(a different key, or not the receiver we meant)"
+            )
+        proof = auth.client_proof(key, hello, client_nonce, challenge.nonce)
+        self._send(protocol.encode_auth(proof))
+        to_server, to_client = auth.session_macs(key, client_nonce, challenge.nonce)
+        reply = self._read_plain_reply(self._recv_exact(1))
+        if reply.status == Status.AUTH_FAILED:
+            return reply  # not authenticated, so not tagged
+        # From here on every reply carries a MAC; the first one (this reply) included.
+        self._send_mac = auth.MessageMac(to_server)
+        receive_mac = auth.MessageMac(to_client)
+        tag = self._recv_exact(protocol.MAC_SIZE)
+        if not receive_mac.verify(reply.encode(), tag):
+            raise HandshakeRefused(f"receiver {where}: its reply failed authentication")
+        self._parser = ReplyParser(receive_mac)
+        return reply
+
+    def _recv_exact(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            try:
+                chunk = self.sock.recv(n - len(out))
+            except (BlockingIOError, TimeoutError):
+                raise ConnectionLost("no answer to the handshake in time") from None
+            except OSError as exc:
+                raise ConnectionLost(f"receive failed: {exc}") from exc
+            if not chunk:
+                raise ConnectionLost("the receiver closed the connection during the handshake")
+            out += chunk
+        return bytes(out)
+
+    def _read_plain_reply(self, first: bytes) -> Reply:
+        head = first + self._recv_exact(protocol.REPLY_SIZE - len(first))
+        try:
+            seq, status, message_len = protocol.decode_reply_fixed(head)
+        except ProtocolError as exc:
+            raise HandshakeRefused(f"receiver: {exc}") from None
+        message = self._recv_exact(message_len).decode("utf-8", errors="replace")
+        return Reply(seq, status, message)
 
     def _send(self, data: bytes, flags: int = 0) -> None:
         try:
@@ -89,6 +154,8 @@ class Connection:
         seq = self._next_seq
         self._next_seq += 1
         header = FileHeader(seq, name, dest, size, checksum).encode()
+        if self._send_mac is not None:
+            header += self._send_mac.tag(header)
         self._send(header, socket.MSG_MORE if size else 0)
         sent = 0
         try:
@@ -113,7 +180,8 @@ class Connection:
     def send_end(self) -> int:
         seq = self._next_seq
         self._next_seq += 1
-        self._send(protocol.encode_end(seq))
+        end = protocol.encode_end(seq)
+        self._send(end + self._send_mac.tag(end) if self._send_mac is not None else end)
         return seq
 
     def poll_replies(self) -> list[Reply]:
@@ -134,10 +202,16 @@ class Connection:
             except OSError as exc:
                 self._lost = f"receive failed: {exc}"
             else:
-                if data:
-                    replies.extend(self._parser.feed(data))
-                    continue
-                self._lost = "the receiver closed the connection"
+                if not data:
+                    self._lost = "the receiver closed the connection"
+                else:
+                    try:
+                        replies.extend(self._parser.feed(data))
+                        continue
+                    except ProtocolError as exc:
+                        # A reply that fails its MAC was forged or damaged on the way: none
+                        # of what follows can be trusted, so everything unacked is resent.
+                        self._lost = str(exc)
             if replies:
                 return replies
             raise ConnectionLost(self._lost)

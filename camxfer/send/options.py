@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -38,6 +38,7 @@ class SendOptions:
     # Names known to have landed already (a repeated trigger): final at once, never resent.
     already_landed: frozenset[str] = frozenset()
     verbose: bool = False
+    auth_key: bytes | None = field(default=None, repr=False)  # the shared key, when configured
 
     @property
     def stable_s(self) -> float:

@@ -127,7 +127,13 @@ class ConnectionWorker(threading.Thread):
         self.stop_taking = stop_taking
         self.abandon = abandon
         self.settings = ConnectionSettings(
-            opts.host, opts.port, opts.connect_timeout, opts.ack_timeout, opts.sndbuf, opts.rcvbuf
+            opts.host,
+            opts.port,
+            opts.connect_timeout,
+            opts.ack_timeout,
+            opts.sndbuf,
+            opts.rcvbuf,
+            auth_key=opts.auth_key,
         )
         self._buffer = bytearray(READ_BUFFER_BYTES)
         self._conn: Connection | None = None
