@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import stat
 import threading
 from collections import OrderedDict
@@ -28,6 +29,7 @@ from camxfer.errors import ConfigError
 KEY_BYTES = 32
 NONCE_BYTES = 32
 MAC_BYTES = 32  # HMAC-SHA256, untruncated
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a key's name in a file name
 
 # Labels: one per role a MAC plays. The version prefix keeps a future handshake's values apart.
 _LABEL_SERVER_PROOF = b"camxfer/1 server proof\0"

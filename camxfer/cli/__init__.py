@@ -29,6 +29,7 @@ COMMANDS = (
     "service",
     "fleet",
     "demo",
+    "keygen",
 )
 
 

@@ -6,6 +6,9 @@ import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
+
+from camxfer import auth
 
 
 def positive_int(text: str) -> int:
@@ -51,3 +54,23 @@ def stop_on_signals(stop: threading.Event, what: str) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+
+
+def add_auth_key_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, per_camera: bool = False
+) -> None:
+    """Add `--auth-key-file PATH` (the shared key of docs/security.md)."""
+    where = ' for every camera without its own "auth_key_file" in the config' if per_camera else ""
+    parser.add_argument(
+        "--auth-key-file",
+        type=Path,
+        metavar="PATH",
+        help="shared key file (64 hex digits, mode 0600; make one with 'camxfer keygen PATH')"
+        f"{where}: senders must prove they hold the same key, and every file header is "
+        "authenticated. Sender and receiver must both have it or both not (default: no key)",
+    )
+
+
+def load_auth_key(path: Path | None) -> bytes | None:
+    """The key in `path`, checked (raises a one-line KeyFileError), or None without a path."""
+    return auth.load_key(path) if path is not None else None

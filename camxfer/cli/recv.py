@@ -6,7 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from camxfer.cli.common import port_number, positive_int, stop_on_signals
+from camxfer.cli.common import (
+    add_auth_key_argument,
+    load_auth_key,
+    non_negative_float,
+    port_number,
+    positive_int,
+    stop_on_signals,
+)
 from camxfer.errors import ExitCode
 from camxfer.logs import setup_logging
 from camxfer.recv.server import ListenSettings, ReceiverServer
@@ -104,12 +111,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="close a connection that stalls this long inside a file or the "
         "handshake (default: 30)",
     )
+    add_auth_key_argument(parser)
+    parser.add_argument(
+        "--handshake-timeout",
+        type=non_negative_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --auth-key-file: close a connection that has not authenticated this long "
+        "after connecting, however slowly its bytes trickle in (default: 10)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("recv", verbose=args.verbose)
+    auth_key = load_auth_key(args.auth_key_file)  # before anything listens: refuse a bad key
     settings = ReceiverSettings(
         out_dir=args.out_dir.absolute(),
         use_dest_paths=args.use_dest_paths,
@@ -119,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         io_timeout=args.io_timeout,
         verbose=args.verbose,
+        auth_key=auth_key,
+        handshake_timeout=args.handshake_timeout,
     )
     listen = ListenSettings(
         listen_ip=args.listen_ip,
@@ -132,12 +151,13 @@ def run(args: argparse.Namespace) -> int:
     stop_on_signals(server.stop, "the receiver")
     server.serve(
         on_ready=lambda: log.info(
-            "listening on %s:%d, %d worker(s), landing under %s%s",
+            "listening on %s:%d, %d worker(s), landing under %s%s%s",
             args.listen_ip,
             args.port,
             args.workers,
             settings.out_dir,
             " (destination paths on)" if args.use_dest_paths else "",
+            ", senders must authenticate" if auth_key else "",
         )
     )
     log.info("stopped")

@@ -10,7 +10,14 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
+from camxfer.cli.common import (
+    add_auth_key_argument,
+    load_auth_key,
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_int,
+)
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
 from camxfer.send.options import SendOptions
@@ -84,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "absolute path must lie inside its --out-dir (receiver needs "
         "--use-dest-paths). Default: the receiver's --out-dir",
     )
+    add_auth_key_argument(where)
 
     when = p.add_argument_group("completion detection")
     when.add_argument(
@@ -235,6 +243,7 @@ def options_from_args(args: argparse.Namespace) -> SendOptions:
         rcvbuf=args.rcvbuf,
         use_inotify=not args.no_inotify,
         verbose=args.verbose,
+        auth_key=load_auth_key(args.auth_key_file),
     )
 
 
