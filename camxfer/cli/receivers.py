@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from camxfer.cli.common import positive_int, stop_on_signals
+from camxfer.auth import load_key
+from camxfer.cli.common import add_auth_key_argument, positive_int, stop_on_signals
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
@@ -50,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reuseport", action="store_true", help="give each worker its own SO_REUSEPORT socket"
     )
+    add_auth_key_argument(p, per_camera=True)
     p.add_argument("--verbose", action="store_true", help="log every file landed")
     p.set_defaults(handler=run)
 
@@ -74,6 +76,10 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             str(args.workers),
             "--use-dest-paths",
         ]
+        key_file = camera.auth_key_file or args.auth_key_file
+        if key_file is not None:
+            load_key(key_file)  # one clear error now, not a receiver failing over and over
+            argv += ["--auth-key-file", str(key_file)]
         if args.reuseport:
             argv.append("--reuseport")
         if args.verbose:

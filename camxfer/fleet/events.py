@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class EventSettings:
     lookahead: int = 4
     stable_ms: float = 5.0
     jpeg_eoi: bool = False
+    # Shared keys by camera name, for cameras whose receiver wants one (docs/security.md).
+    auth_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -146,6 +149,7 @@ class Event:
             stable_ms=self.settings.stable_ms,
             jpeg_eoi=self.settings.jpeg_eoi,
             already_landed=frozenset(run.landed_names),
+            auth_key=self.settings.auth_keys.get(camera.name),
         )
 
     def _run_camera(self, run: CameraRun) -> None:
