@@ -107,6 +107,7 @@ class Session:
         self.failures = failures or auth.FailureCounter()
         self._deadline: float | None = None  # the handshake's, over all its reads
         self._authenticated = False
+        self._heard = False  # any byte from the peer yet (a port probe sends none)
         self._recv_mac: auth.MessageMac | None = None
         self._send_mac: auth.MessageMac | None = None
         self._names: bytes | None = None  # a FILE's name and destination, read to check its MAC
@@ -138,6 +139,7 @@ class Session:
             raise ConnectionClosed(str(exc)) from exc
         if got == 0:
             raise ConnectionClosed("closed by the sender")
+        self._heard = True
         return got
 
     def _encode(self, reply: Reply) -> bytes:
@@ -159,7 +161,10 @@ class Session:
             self._authentication_failed(str(exc))
         except ConnectionClosed as exc:
             if self.settings.auth_key is not None and not self._authenticated:
-                self._authentication_failed(f"handshake not completed: {exc}", reply=False)
+                if self._heard or self._deadline_passed():
+                    self._authentication_failed(f"handshake not completed: {exc}", reply=False)
+                else:  # connected and closed without a word: a port probe, not an attempt
+                    log.debug("%s: connection ended before the handshake (%s)", self.peer, exc)
             elif self.announced is not None and self.received != self.announced:
                 log.warning(
                     "%s: connection ended after %d of %d announced files (%s)",
@@ -291,6 +296,9 @@ class Session:
         self._deadline = None
         self._set_timeout(self.settings.io_timeout)
         return True
+
+    def _deadline_passed(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _reply_raw(self, data: bytes) -> None:
         try:
