@@ -158,6 +158,9 @@ class Session:
             if self._handshake():
                 self._serve_messages()
         except AuthenticationFailed as exc:
+            if self._authenticated:  # files landed before the bad message were genuine: ack
+                with contextlib.suppress(ConnectionClosed):
+                    self._flush()
             self._authentication_failed(str(exc))
         except ConnectionClosed as exc:
             if self.settings.auth_key is not None and not self._authenticated:
@@ -176,10 +179,11 @@ class Session:
             else:
                 log.debug("%s: connection ended (%s)", self.peer, exc)
         except ProtocolError as exc:
-            log.warning("%s: protocol error, closing: %s", self.peer, exc)
-            self.counters.add(errors=1)
             if self.settings.auth_key is not None and not self._authenticated:
-                self.failures.add(self.peer.rsplit(":", 1)[0])
+                self._authentication_failed(f"protocol error: {exc}", reply=False)
+            else:
+                log.warning("%s: protocol error, closing: %s", self.peer, exc)
+                self.counters.add(errors=1)
             with contextlib.suppress(ConnectionClosed):
                 self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
             self._linger()
