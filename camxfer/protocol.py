@@ -75,6 +75,7 @@ class Status(IntEnum):
     AUTH_REQUIRED = 48  # the receiver has a key and the client offered none
     AUTH_UNSUPPORTED = 49  # the client offered a key and the receiver has none
     AUTH_FAILED = 50  # a proof or a message MAC did not check out (deliberately vague)
+    TLS_REQUIRED = 51  # the receiver takes TLS connections only; sent in clear, then close
 
     @property
     def landed(self) -> bool:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from camxfer import auth
+from camxfer.tls import TlsFiles
 
 
 def positive_int(text: str) -> int:
@@ -74,3 +75,34 @@ def add_auth_key_argument(
 def load_auth_key(path: Path | None) -> bytes | None:
     """The key in `path`, checked (raises a one-line KeyFileError), or None without a path."""
     return auth.load_key(path) if path is not None else None
+
+
+def add_tls_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, receiver: bool
+) -> None:
+    """Add --tls-cert/--tls-key/--tls-ca (and --tls for senders): docs/security.md, TLS."""
+    if receiver:
+        cert_help = "take TLS connections only, with this certificate (PEM; needs --tls-key)"
+        ca_help = "also require each sender to show a certificate signed by this CA (PEM)"
+    else:
+        parser.add_argument(
+            "--tls",
+            action="store_true",
+            help="speak TLS to the receiver, checking its certificate against the system's "
+            "CAs and its name against --host (implied by --tls-ca)",
+        )
+        cert_help = "client certificate (PEM) for a receiver started with --tls-ca"
+        ca_help = "speak TLS and trust only this CA (PEM) for the receiver's certificate"
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help=cert_help)
+    parser.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="private key of --tls-cert (PEM, mode 0600)"
+    )
+    parser.add_argument("--tls-ca", type=Path, metavar="FILE", help=ca_help)
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS files given, or None when TLS is off."""
+    files = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
+    if getattr(args, "tls", False) or files != TlsFiles():
+        return files
+    return None

@@ -25,6 +25,7 @@ from camxfer.auth import FailureCounter
 from camxfer.errors import TransferError
 from camxfer.recv.landing import LandingRoot, remove_stale_temps
 from camxfer.recv.session import ReceiverSettings, Session, SessionCounters
+from camxfer.tls import server_context
 
 log = logging.getLogger("camxfer.recv")
 
@@ -68,6 +69,7 @@ class Worker:
         self.stop = threading.Event()
         self.counters = SessionCounters()
         self.auth_failures = FailureCounter()  # per peer address, across this worker's sessions
+        self.tls = server_context(settings.tls) if settings.tls is not None else None
         self._sessions: dict[threading.Thread, Session] = {}
         self._lock = threading.Lock()
 
@@ -104,7 +106,9 @@ class Worker:
                 conn.close()
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = Session(conn, peer, root, self.settings, self.counters, self.auth_failures)
+            session = Session(
+                conn, peer, root, self.settings, self.counters, self.auth_failures, self.tls
+            )
             thread = threading.Thread(target=session.run, name=f"session-{peer}", daemon=True)
             self._sessions[thread] = session
         thread.start()

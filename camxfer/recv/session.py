@@ -15,6 +15,7 @@ import logging
 import os
 import select
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from camxfer.recv.landing import (
     resolve_destination,
 )
 from camxfer.sockets import set_io_timeout
+from camxfer.tls import TLS_HANDSHAKE_BYTE, TlsFiles
 
 log = logging.getLogger("camxfer.recv")
 
@@ -54,6 +56,7 @@ class ReceiverSettings:
     # The shared key: senders must prove they hold it, and every message after is MACed.
     auth_key: bytes | None = field(default=None, repr=False)
     handshake_timeout: float = 10.0  # whole authenticated handshake, however it trickles in
+    tls: TlsFiles | None = None  # take TLS connections only (camxfer.tls)
 
 
 @dataclass
@@ -89,8 +92,10 @@ class Session:
         settings: ReceiverSettings,
         counters: SessionCounters,
         failures: auth.FailureCounter | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.sock = sock
+        self.tls = tls
         self.peer = peer
         self.root = root
         self.settings = settings
@@ -155,7 +160,7 @@ class Session:
     # --- protocol ----------------------------------------------------------------------------
     def run(self) -> None:
         try:
-            if self._handshake():
+            if (self.tls is None or self._start_tls()) and self._handshake():
                 self._serve_messages()
         except AuthenticationFailed as exc:
             if self._authenticated:  # files landed before the bad message were genuine: ack
@@ -301,6 +306,42 @@ class Session:
         self._set_timeout(self.settings.io_timeout)
         return True
 
+    def _start_tls(self) -> bool:
+        """Wrap the connection in TLS; a sender speaking camxfer in clear is told so."""
+        assert self.tls is not None
+        self._set_timeout(self.settings.handshake_timeout)
+        try:
+            first = self.sock.recv(1, socket.MSG_PEEK)
+        except (TimeoutError, BlockingIOError) as exc:
+            raise ConnectionClosed("stalled before the TLS handshake") from exc
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        if not first:
+            raise ConnectionClosed("closed by the sender")
+        self._heard = True
+        if first[0] != TLS_HANDSHAKE_BYTE:
+            self._authentication_failed(
+                "sender did not start TLS",
+                "this receiver takes TLS connections only; give the sender --tls-ca",
+                Status.TLS_REQUIRED,
+            )
+            return False
+        try:
+            tls_sock = self.tls.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False
+            )
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        self.sock = tls_sock
+        try:
+            tls_sock.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+            self._authentication_failed(f"TLS handshake failed: {reason}", reply=False)
+            return False
+        self._timeout = None  # a new socket object: set the deadlines again
+        return True
+
     def _deadline_passed(self) -> bool:
         return self._deadline is not None and time.monotonic() >= self._deadline
 
@@ -344,6 +385,8 @@ class Session:
         self._names = names
 
     def _data_waiting(self) -> bool:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True  # decrypted already, so the socket itself may look idle
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from camxfer import auth, protocol
@@ -35,6 +36,7 @@ class ConnectionSettings:
     sndbuf: int = 0
     rcvbuf: int = 0
     auth_key: bytes | None = field(default=None, repr=False)  # prove it; MAC every message
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # speak TLS (camxfer.tls)
 
 
 class Connection:
@@ -44,6 +46,7 @@ class Connection:
         self._next_seq = 1
         self._lost: str | None = None  # why the connection broke, once it has
         self._send_mac: auth.MessageMac | None = None  # set by an authenticated handshake
+        self._tls = settings.tls is not None
         try:
             self.sock = socket.create_connection(
                 (settings.host, settings.port), timeout=settings.connect_timeout
@@ -60,6 +63,8 @@ class Connection:
             if settings.rcvbuf:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.rcvbuf)
             set_io_timeout(self.sock, settings.io_timeout)
+            if settings.tls is not None:
+                self.sock = self._start_tls(settings.tls)
             if settings.auth_key is not None:
                 reply = self._authenticate(settings.auth_key, announce_count)
             else:
@@ -73,6 +78,22 @@ class Connection:
             raise HandshakeRefused(
                 f"receiver {settings.host}:{settings.port} refused: {reply.message}"
             )
+
+    def _start_tls(self, context: ssl.SSLContext) -> ssl.SSLSocket:
+        where = f"{self.settings.host}:{self.settings.port}"
+        try:
+            return context.wrap_socket(self.sock, server_hostname=self.settings.host)
+        except ssl.SSLCertVerificationError as exc:
+            raise HandshakeRefused(
+                f"receiver {where}: its TLS certificate is not trusted ({exc.verify_message})"
+            ) from None
+        except ssl.SSLError as exc:
+            raise HandshakeRefused(
+                f"receiver {where}: TLS handshake failed ({exc.reason or exc}); "
+                "does it run with --tls-cert, and do both ends trust each other's CA?"
+            ) from None
+        except OSError as exc:
+            raise ConnectionLost(f"TLS handshake with {where} failed: {exc}") from exc
 
     def _authenticate(self, key: bytes, announce_count: int | None) -> Reply:
         """Prove the key, check the receiver's proof, then set up the MACs (docs/protocol.md)."""
@@ -137,6 +158,8 @@ class Connection:
     def _send(self, data: bytes, flags: int = 0) -> None:
         try:
             view = memoryview(data)
+            if self._tls:
+                flags = 0  # an SSLSocket takes no send flags
             while view:
                 sent = self.sock.send(view, flags)
                 view = view[sent:]
@@ -158,6 +181,8 @@ class Connection:
             header += self._send_mac.tag(header)
         self._send(header, socket.MSG_MORE if size else 0)
         sent = 0
+        if self._tls:
+            return self._send_body_tls(fd, size, seq)
         try:
             while sent < size:
                 n = self._sendfile(fd, sent, size - sent)
@@ -169,6 +194,35 @@ class Connection:
         if sent < size:
             self._send(bytes(size - sent))
         return seq
+
+    def _send_body_tls(self, fd: int, size: int, seq: int) -> int:
+        """Read and send the body: a TLS socket encrypts in user space, so no sendfile."""
+        sent = 0
+        try:
+            while sent < size:
+                data = os.pread(fd, min(size - sent, 1 << 20), sent)
+                if not data:
+                    break  # the file was truncated: pad below, the checksum refuses it
+                self._send(data)
+                sent += len(data)
+        except OSError as exc:
+            raise ConnectionLost(f"send failed: {exc}") from exc
+        if sent < size:
+            self._send(bytes(size - sent))
+        return seq
+
+    def _recv_nowait(self) -> bytes:
+        if not self._tls:
+            return self.sock.recv(65536, socket.MSG_DONTWAIT)
+        # An SSLSocket takes no recv flags; non-blocking for this one call instead. Kernel
+        # deadlines (SO_RCVTIMEO) survive setblocking(True).
+        self.sock.setblocking(False)
+        try:
+            return self.sock.recv(65536)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+        finally:
+            self.sock.setblocking(True)
 
     def _sendfile(self, fd: int, offset: int, count: int) -> int:
         try:
@@ -196,7 +250,7 @@ class Connection:
         replies: list[Reply] = []
         while True:
             try:
-                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+                data = self._recv_nowait()
             except (BlockingIOError, InterruptedError):
                 return replies
             except OSError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class SendOptions:
     already_landed: frozenset[str] = frozenset()
     verbose: bool = False
     auth_key: bytes | None = field(default=None, repr=False)  # the shared key, when configured
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # TLS to the receiver
 
     @property
     def stable_s(self) -> float:

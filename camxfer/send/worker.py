@@ -134,6 +134,7 @@ class ConnectionWorker(threading.Thread):
             opts.sndbuf,
             opts.rcvbuf,
             auth_key=opts.auth_key,
+            tls=opts.tls,
         )
         self._buffer = bytearray(READ_BUFFER_BYTES)
         self._conn: Connection | None = None

@@ -1,0 +1,245 @@
+"""Optional TLS: a TLS receiver takes only TLS senders that trust it, and frames land whole.
+
+Real `camxfer recv` and `camxfer send` processes; the certificates are made here with the
+`cryptography` package (a CA, a receiver certificate for 127.0.0.1, a sender certificate, and
+a second CA nobody should trust).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import make_frames, run_sender, sha256_file, temps_under, tree_hashes, wait_until
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from test_sender_authentication import run_cli
+
+from camxfer import auth
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@dataclass
+class Pki:
+    ca: Path
+    other_ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def receiver_args(self, *, require_client: bool = False) -> list[str]:
+        args = ["--tls-cert", str(self.server_cert), "--tls-key", str(self.server_key)]
+        return args + (["--tls-ca", str(self.ca)] if require_client else [])
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def _issue(
+    folder: Path,
+    name: str,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    ip: str | None = None,
+) -> tuple[Path, Path, x509.Name, ec.EllipticCurvePrivateKey]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name(name)
+    issuer_name, issuer_key = issuer or (subject, key)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        )
+    else:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+            critical=False,
+        )
+    if ip:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+            critical=False,
+        )
+    cert = builder.sign(issuer_key, hashes.SHA256())
+    cert_path = folder / f"{name}.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert_path, _write_key(folder / f"{name}.key", key), subject, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    folder = tmp_path_factory.mktemp("pki")
+    ca, _ca_key_path, ca_name, ca_key = _issue(folder, "fleet-ca", None, ca=True)
+    other_ca, *_ = _issue(folder, "other-ca", None, ca=True)
+    server_cert, server_key, *_ = _issue(folder, "storage", (ca_name, ca_key), ip="127.0.0.1")
+    client_cert, client_key, *_ = _issue(folder, "camera", (ca_name, ca_key))
+    return Pki(ca, other_ca, server_cert, server_key, client_cert, client_key)
+
+
+def assert_landed_identical(out: Path, paths: list[Path]) -> None:
+    assert tree_hashes(out) == {p.name: sha256_file(p) for p in paths}
+    assert not temps_under(out)
+
+
+def test_frames_land_byte_identical_over_tls_with_the_shared_key_too(
+    receivers, src: Path, out: Path, pki: Pki, tmp_path: Path
+) -> None:
+    key = tmp_path / "auth.key"
+    auth.write_key(key)
+    frames = make_frames(src, 12, size=1_500_000)  # bodies larger than a TLS record or a read
+    receiver = receivers(out, "--workers", "2", *pki.receiver_args(), "--auth-key-file", str(key))
+
+    result = run_sender(
+        src,
+        receiver.port,
+        "--once",
+        "--json-stats",
+        "--conns",
+        "3",
+        "--tls-ca",
+        str(pki.ca),
+        "--auth-key-file",
+        str(key),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stats["files"] == 12
+    assert_landed_identical(out, frames)
+    assert "TLS only" in receiver.log()
+
+
+def test_a_plain_sender_is_told_to_use_tls_and_nothing_is_written(
+    receivers, src: Path, out: Path, pki: Pki
+) -> None:
+    make_frames(src, 3)
+    receiver = receivers(out, *pki.receiver_args())
+
+    result = run_sender(src, receiver.port, "--once", "--conns", "1")
+
+    assert result.returncode == 1
+    assert "this receiver takes TLS connections only; give the sender --tls-ca" in result.stderr
+    assert tree_hashes(out) == {}
+    assert "sender did not start TLS" in receiver.log()
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ("other CA", "its TLS certificate is not trusted"),
+        ("wrong name", "its TLS certificate is not trusted"),
+    ],
+)
+def test_a_receiver_certificate_the_sender_does_not_trust_is_refused(
+    receivers, src: Path, out: Path, pki: Pki, how: str, expected: str
+) -> None:
+    make_frames(src, 3)
+    receiver = receivers(out, *pki.receiver_args())
+    ca, host = (pki.other_ca, "127.0.0.1") if how == "other CA" else (pki.ca, "localhost")
+
+    result = run_sender(
+        src, receiver.port, "--once", "--conns", "1", "--host", host, "--tls-ca", str(ca)
+    )
+
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert tree_hashes(out) == {}
+    wait_until(lambda: "TLS handshake failed" in receiver.log(), 10, "the refusal in the log")
+
+
+def test_a_tls_sender_and_a_plain_receiver_refuse_each_other(
+    receivers, src: Path, out: Path, pki: Pki
+) -> None:
+    make_frames(src, 3)
+    receiver = receivers(out)
+
+    result = run_sender(src, receiver.port, "--once", "--conns", "1", "--tls-ca", str(pki.ca))
+
+    assert result.returncode == 1
+    assert "TLS handshake failed" in result.stderr
+    assert tree_hashes(out) == {}
+
+
+def test_a_receiver_with_a_ca_requires_a_sender_certificate(
+    receivers, src: Path, out: Path, pki: Pki
+) -> None:
+    frames = make_frames(src, 4)
+    receiver = receivers(out, *pki.receiver_args(require_client=True))
+    common = ["--once", "--conns", "1", "--tls-ca", str(pki.ca)]
+
+    anonymous = run_sender(src, receiver.port, *common)
+    assert anonymous.returncode == 1
+    assert tree_hashes(out) == {}
+
+    identified = run_sender(
+        src,
+        receiver.port,
+        *common,
+        "--tls-cert",
+        str(pki.client_cert),
+        "--tls-key",
+        str(pki.client_key),
+    )
+    assert identified.returncode == 0, identified.stderr
+    assert_landed_identical(out, frames)
+
+
+def test_a_tls_key_open_to_others_is_refused_with_one_line(
+    out: Path, pki: Pki, tmp_path: Path
+) -> None:
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(pki.server_key.read_bytes())
+    loose.chmod(0o640)
+
+    recv = ["recv", "--port", "1", "--out-dir", str(out), "--tls-cert", str(pki.server_cert)]
+    done = run_cli([*recv, "--tls-key", str(loose)])
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"camxfer recv: error: TLS key file {loose} has permissions 0640, open to other users; "
+        f"it must be readable by its owner only (chmod 600 {loose})"
+    ]
