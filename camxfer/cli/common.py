@@ -100,6 +100,19 @@ def add_tls_arguments(
     parser.add_argument("--tls-ca", type=Path, metavar="FILE", help=ca_help)
 
 
+def tls_argv(args: argparse.Namespace) -> list[str]:
+    """The TLS options of `args` again, for a child camxfer process."""
+    argv = ["--tls"] if getattr(args, "tls", False) else []
+    for flag, value in (
+        ("--tls-cert", args.tls_cert),
+        ("--tls-key", args.tls_key),
+        ("--tls-ca", args.tls_ca),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
 def tls_files(args: argparse.Namespace) -> TlsFiles | None:
     """The TLS files given, or None when TLS is off."""
     files = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)

@@ -7,11 +7,19 @@ import logging
 import sys
 
 from camxfer.auth import load_key
-from camxfer.cli.common import add_auth_key_argument, positive_int, stop_on_signals
+from camxfer.cli.common import (
+    add_auth_key_argument,
+    add_tls_arguments,
+    positive_int,
+    stop_on_signals,
+    tls_argv,
+    tls_files,
+)
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
 from camxfer.logs import setup_logging
+from camxfer.tls import server_context
 
 log = logging.getLogger("camxfer.fleet")
 
@@ -52,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reuseport", action="store_true", help="give each worker its own SO_REUSEPORT socket"
     )
     add_auth_key_argument(p, per_camera=True)
+    add_tls_arguments(p, receiver=True)
     p.add_argument("--verbose", action="store_true", help="log every file landed")
     p.set_defaults(handler=run)
 
@@ -59,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def receiver_children(args: argparse.Namespace) -> list[Child]:
     config = load_config(args.config, need_dest=True)
     cameras = config.select(args.camera)
+    tls = tls_files(args)
+    if tls is not None:
+        server_context(tls)  # one clear error now, not receivers failing over and over
     children = []
     for camera in cameras:
         argv = [
@@ -80,6 +92,7 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
         if key_file is not None:
             load_key(key_file)  # one clear error now, not a receiver failing over and over
             argv += ["--auth-key-file", str(key_file)]
+        argv += tls_argv(args)
         if args.reuseport:
             argv.append("--reuseport")
         if args.verbose:

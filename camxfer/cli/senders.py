@@ -14,11 +14,14 @@ from pathlib import Path
 from camxfer.auth import load_key
 from camxfer.cli.common import (
     add_auth_key_argument,
+    add_tls_arguments,
     non_negative_float,
     non_negative_int,
     port_number,
     positive_int,
     stop_on_signals,
+    tls_argv,
+    tls_files,
 )
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet import detached
@@ -32,6 +35,7 @@ from camxfer.fleet.curve import CurveServerKeys
 from camxfer.fleet.events import EventBook, EventSettings
 from camxfer.fleet.trigger_server import TriggerServer
 from camxfer.logs import setup_logging
+from camxfer.tls import client_context
 
 log = logging.getLogger("camxfer.fleet")
 
@@ -136,6 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="connections per camera unless the camera sets conns (default: %(default)s)",
     )
     add_auth_key_argument(both, per_camera=True)
+    add_tls_arguments(both, receiver=False)
     both.add_argument("--verbose", action="store_true", help="log every file sent")
     p.set_defaults(handler=run)
 
@@ -188,6 +193,7 @@ def _serve_triggers(args: argparse.Namespace) -> int:
         frame_timeout=args.frame_timeout,
         conns=args.conns,
         auth_keys=_auth_keys(cameras, args),
+        tls=client_context(tls) if (tls := tls_files(args)) is not None else None,
     )
     book = EventBook(cameras, settings)
     curve = _curve_keys(args)
@@ -234,6 +240,7 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
     key_file = _key_file(camera, args)
     if key_file is not None:
         argv += ["--auth-key-file", str(key_file)]
+    argv += tls_argv(args)
     if args.once:
         argv.append("--once")
     if args.verbose:
@@ -244,6 +251,8 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
 def _direct(args: argparse.Namespace) -> int:
     cameras = _cameras(args)
     _auth_keys(cameras, args)  # refuse a bad key file before any sender starts
+    if (tls := tls_files(args)) is not None:
+        client_context(tls)
     if args.detach:
         for camera in cameras:
             info = detached.start(args.run_dir, camera.name, sender_argv(camera, args))

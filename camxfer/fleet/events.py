@@ -8,6 +8,7 @@ that did not land before (the receiver would also refuse duplicates, but nothing
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -41,6 +42,7 @@ class EventSettings:
     jpeg_eoi: bool = False
     # Shared keys by camera name, for cameras whose receiver wants one (docs/security.md).
     auth_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # TLS to every receiver
 
 
 @dataclass
@@ -150,6 +152,7 @@ class Event:
             jpeg_eoi=self.settings.jpeg_eoi,
             already_landed=frozenset(run.landed_names),
             auth_key=self.settings.auth_keys.get(camera.name),
+            tls=self.settings.tls,
         )
 
     def _run_camera(self, run: CameraRun) -> None:

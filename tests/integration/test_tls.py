@@ -18,9 +18,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from fleet_helpers import files_under, make_layout, run, write_frames
+from fleet_helpers import receivers as fleet_receivers
+from fleet_helpers import sha256 as fleet_sha256
 from test_sender_authentication import run_cli
 
 from camxfer import auth
+from camxfer.frames import frame_name
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -111,14 +115,18 @@ def _issue(
     return cert_path, _write_key(folder / f"{name}.key", key), subject, key
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
+def make_pki(folder: Path) -> Pki:
+    folder.mkdir(parents=True, exist_ok=True)
     ca, _ca_key_path, ca_name, ca_key = _issue(folder, "fleet-ca", None, ca=True)
     other_ca, *_ = _issue(folder, "other-ca", None, ca=True)
     server_cert, server_key, *_ = _issue(folder, "storage", (ca_name, ca_key), ip="127.0.0.1")
     client_cert, client_key, *_ = _issue(folder, "camera", (ca_name, ca_key))
     return Pki(ca, other_ca, server_cert, server_key, client_cert, client_key)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def assert_landed_identical(out: Path, paths: list[Path]) -> None:
@@ -243,3 +251,26 @@ def test_a_tls_key_open_to_others_is_refused_with_one_line(
         f"camxfer recv: error: TLS key file {loose} has permissions 0640, open to other users; "
         f"it must be readable by its owner only (chmod 600 {loose})"
     ]
+
+
+def test_fleet_commands_pass_tls_on_to_each_receiver_and_sender(tmp_path: Path, pki: Pki) -> None:
+    layout = make_layout(tmp_path / "fleet", ["cam01", "cam02"])
+    for camera in layout.cameras:
+        write_frames(layout.src(camera), camera, range(6))
+    tls_receivers = ("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
+
+    with fleet_receivers(layout, *tls_receivers) as recv:
+        assert recv.text().count("TLS only") == 2
+        done = run(
+            ["senders", "--config", str(layout.config), "--once", "--tls-ca", str(pki.ca)],
+            cwd=layout.root,
+        )
+        plain = run(["senders", "--config", str(layout.config), "--once"], cwd=layout.root)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert plain.returncode == 1  # every plain sender refused, nothing sent twice or elsewhere
+    for camera in layout.cameras:
+        assert files_under(layout.dest(camera) / camera) == {
+            frame_name(camera, n): fleet_sha256(layout.src(camera) / frame_name(camera, n))
+            for n in range(6)
+        }

@@ -1,8 +1,9 @@
 """CURVE on the trigger socket: only clients whose public key the server holds get a trigger in.
 
 A real `camxfer senders --zmq` with --zmq-curve-secret/--zmq-curve-clients and real
-`camxfer receivers`, both reading a shared key from camera_config.json's auth_key_file, so the
-whole path from trigger to landed frame is authenticated. A plaintext client, a client with an
+`camxfer receivers`, both reading a shared key from camera_config.json's auth_key_file and
+speaking TLS to each other, so the whole path from trigger to landed frame is authenticated
+(and encrypted). A plaintext client, a client with an
 unknown key and a client expecting another server key get no reply and start no event; a
 known client's trigger lands every frame byte-identical.
 """
@@ -25,6 +26,7 @@ from fleet_helpers import (
     trigger_server,
     write_frames,
 )
+from test_tls import make_pki
 
 from camxfer import auth
 from camxfer.errors import TransferError
@@ -79,14 +81,22 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         write_frames(layout.src(camera), camera, range(12))
     layout.config.write_text(json.dumps(layout.raw, indent=2))
     keys = make_keys(layout.root)
-    curve_flags = (
+    pki = make_pki(layout.root / "pki")
+    tls_receivers = ("--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key))
+    sender_flags = (
+        "--tls-ca",
+        str(pki.ca),
         "--zmq-curve-secret",
         str(keys.server_secret),
         "--zmq-curve-clients",
         str(keys.clients),
     )
-    with receivers(layout) as recv, trigger_server(layout, *curve_flags) as server:
+    with (
+        receivers(layout, *tls_receivers) as recv,
+        trigger_server(layout, *sender_flags) as server,
+    ):
         assert "CURVE: known client keys only" in server.text()
+        assert recv.text().count("TLS only") == len(CAMERAS)
         yield Fleet(layout, keys)
         assert "authentication failed" not in recv.text()
 
