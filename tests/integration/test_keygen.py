@@ -6,9 +6,9 @@ import stat
 from pathlib import Path
 
 import zmq.auth
-from test_sender_authentication import run_cli
 
 from camxfer import auth
+from tests.integration.security_helpers import run_cli
 
 
 def mode(path: Path) -> int:

@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import (
-    REPO,
+
+from camxfer import auth, protocol
+from camxfer.auth import MessageMac
+from camxfer.protocol import FileHeader, Reply, ReplyParser, Status
+from tests.conftest import (
     make_frames,
     run_sender,
     sha256_file,
@@ -28,10 +29,7 @@ from conftest import (
     tree_hashes,
     wait_until,
 )
-
-from camxfer import auth, protocol
-from camxfer.auth import MessageMac
-from camxfer.protocol import FileHeader, Reply, ReplyParser, Status
+from tests.integration.security_helpers import run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -251,17 +249,6 @@ def test_a_key_file_open_to_others_is_refused_with_one_line(
             f"other users; it must be readable by its owner only (chmod 600 {key_file})"
         ]
     assert tree_hashes(out) == {}
-
-
-def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "camxfer", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 # --- replay, reflection and broken handshakes ----------------------------------------------------

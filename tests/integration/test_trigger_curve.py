@@ -26,13 +26,13 @@ from fleet_helpers import (
     trigger_server,
     write_frames,
 )
-from test_tls import make_pki
 
 from camxfer import auth
 from camxfer.errors import TransferError
 from camxfer.fleet.curve import CurveClientKeys, create_keypair
 from camxfer.fleet.trigger_client import TriggerClient
 from camxfer.frames import frame_name
+from tests.integration.security_helpers import make_pki
 
 pytestmark = pytest.mark.timeout(90)
 
