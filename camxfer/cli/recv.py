@@ -120,8 +120,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_float,
         default=10.0,
         metavar="SECONDS",
-        help="with --auth-key-file: close a connection that has not authenticated this long "
-        "after connecting, however slowly its bytes trickle in (default: 10)",
+        help="with --auth-key-file or TLS: close a connection that has not authenticated "
+        "this long after connecting (with TLS: stalled this long in its TLS handshake), "
+        "however slowly its bytes trickle in (default: 10)",
     )
     add_tls_arguments(parser, receiver=True)
     parser.add_argument("--verbose", action="store_true", help="log every file landed")

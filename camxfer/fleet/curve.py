@@ -91,14 +91,14 @@ def load_secret(path: Path | str) -> tuple[bytes, bytes]:
         ) from None
     except OSError as exc:
         raise CurveError(f"CURVE secret key file {path} cannot be read: {exc.strerror}") from None
+    public, secret = _load(path, "CURVE secret key file")
+    if secret is None:  # a public NAME.key given by mistake: say that, not its mode
+        raise CurveError(f"{path} holds no secret key; give the NAME{SECRET_SUFFIX} file")
     if mode & 0o077:
         raise CurveError(
             f"CURVE secret key file {path} has permissions {stat.S_IMODE(mode):04o}, open to "
             f"other users; it must be readable by its owner only (chmod 600 {path})"
         )
-    public, secret = _load(path, "CURVE secret key file")
-    if secret is None:
-        raise CurveError(f"{path} holds no secret key; give the NAME{SECRET_SUFFIX} file")
     return public, secret
 
 
