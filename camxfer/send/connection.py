@@ -103,7 +103,7 @@ class Connection:
         self._send(hello + client_nonce)
         first = self._recv_exact(1)
         if first[0] == protocol.MessageType.REPLY:  # refused before any challenge
-            return self._read_plain_reply(first)
+            return self._read_plain_reply(first)[0]
         try:
             challenge = protocol.decode_challenge(
                 first + self._recv_exact(protocol.CHALLENGE_SIZE - 1)
@@ -120,15 +120,16 @@ class Connection:
         proof = auth.client_proof(key, hello, client_nonce, challenge.nonce)
         self._send(protocol.encode_auth(proof))
         to_server, to_client = auth.session_macs(key, client_nonce, challenge.nonce)
-        reply = self._read_plain_reply(self._recv_exact(1))
+        reply, raw = self._read_plain_reply(self._recv_exact(1))
         if reply.status == Status.AUTH_FAILED:
             return reply  # not authenticated, so not tagged
         # From here on every reply carries a MAC; the first one (this reply) included.
         self._send_mac = auth.MessageMac(to_server)
         receive_mac = auth.MessageMac(to_client)
         tag = self._recv_exact(protocol.MAC_SIZE)
-        if not receive_mac.verify(reply.encode(), tag):
-            raise HandshakeRefused(f"receiver {where}: its reply failed authentication")
+        if not receive_mac.verify(raw, tag):
+            # Both proofs held, so this is damage or tampering on the way: try again.
+            raise ConnectionLost(f"receiver {where}: its reply failed authentication")
         self._parser = ReplyParser(receive_mac)
         return reply
 
@@ -146,14 +147,15 @@ class Connection:
             out += chunk
         return bytes(out)
 
-    def _read_plain_reply(self, first: bytes) -> Reply:
+    def _read_plain_reply(self, first: bytes) -> tuple[Reply, bytes]:
+        """A reply read whole during the handshake, and its bytes as received."""
         head = first + self._recv_exact(protocol.REPLY_SIZE - len(first))
         try:
             seq, status, message_len = protocol.decode_reply_fixed(head)
         except ProtocolError as exc:
             raise HandshakeRefused(f"receiver: {exc}") from None
-        message = self._recv_exact(message_len).decode("utf-8", errors="replace")
-        return Reply(seq, status, message)
+        text = self._recv_exact(message_len)
+        return Reply(seq, status, text.decode("utf-8", errors="replace")), head + text
 
     def _send(self, data: bytes, flags: int = 0) -> None:
         try:
