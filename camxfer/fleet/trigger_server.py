@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from camxfer.errors import TransferError
 from camxfer.fleet.curve import CurveServerKeys, start_server
@@ -28,6 +29,25 @@ SAFE_BALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # parse_frame_id's `\d` matches any Unicode digit ("frame_cam01_\u0661.jpg" would be frame 1):
 # only printable ASCII without spaces gets that far, so a frame has exactly one id.
 PRINTABLE_ASCII = re.compile(r"[!-~]{1,200}")
+
+
+# libzmq reports a refused CURVE handshake only to a socket monitor (the peer just times out).
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+def refusal_reason(event: int, value: int) -> str:
+    """Why libzmq refused a client, from a monitor event (zmq_socket_monitor(3))."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return "its key is not among the allowed client keys"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "it does not speak CURVE"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "it expects another server key, or its handshake was damaged"
+    return "its handshake failed"
 
 
 class BadRequest(Exception):
@@ -92,9 +112,12 @@ class TriggerServer:
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.socket.setsockopt(zmq.LINGER, 0)
         self._authenticator = None
+        self._monitor: zmq.Socket | None = None
+        self.refused = 0  # clients CURVE turned away
         try:
             if curve is not None:  # before bind: no connection may come in unchecked
                 self._authenticator = start_server(self._context, self.socket, curve)
+                self._monitor = self.socket.get_monitor_socket(HANDSHAKE_FAILURES)
             self.socket.bind(bind)
         except zmq.ZMQError as exc:
             self._close()
@@ -104,6 +127,10 @@ class TriggerServer:
             raise
 
     def _close(self) -> None:
+        if self._monitor is not None:
+            self.socket.disable_monitor()
+            self._monitor.close()
+            self._monitor = None
         self.socket.close()
         if self._authenticator is not None:
             self._authenticator.stop()
@@ -133,13 +160,26 @@ class TriggerServer:
             log.exception("error handling a request")
             return {"ok": False, "error": f"internal error: {exc}"}
 
+    def _log_refusals(self) -> None:
+        while self._monitor is not None and self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            self.refused += 1
+            log.warning(
+                "refused a trigger client: %s; %d refused so far",
+                refusal_reason(event["event"], event["value"]),
+                self.refused,
+            )
+
     def serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         try:
             while not self.stop.is_set():
                 if not poller.poll(200):
                     continue
+                self._log_refusals()
                 try:
                     parts = self.socket.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from fleet_helpers import (
     Layout,
+    Proc,
     files_under,
     make_layout,
     receivers,
@@ -56,6 +57,7 @@ class Keys:
 class Fleet:
     layout: Layout
     keys: Keys
+    server: Proc
 
 
 def make_keys(root: Path) -> Keys:
@@ -97,7 +99,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     ):
         assert "CURVE: known client keys only" in server.text()
         assert recv.text().count("TLS only") == len(CAMERAS)
-        yield Fleet(layout, keys)
+        yield Fleet(layout, keys, server)
         assert "authentication failed" not in recv.text()
 
 
@@ -121,7 +123,14 @@ def test_a_known_client_triggers_and_every_frame_lands_byte_identical(fleet: Fle
         }
 
 
-@pytest.mark.parametrize("who", ["plaintext", "unknown key", "wrong server key"])
+REASONS = {
+    "plaintext": "it does not speak CURVE",
+    "unknown key": "its key is not among the allowed client keys",
+    "wrong server key": "it expects another server key",
+}
+
+
+@pytest.mark.parametrize("who", list(REASONS))
 def test_other_clients_get_no_reply_and_start_nothing(fleet: Fleet, who: str) -> None:
     keys = fleet.keys
     curve = {
@@ -134,6 +143,7 @@ def test_other_clients_get_no_reply_and_start_nothing(fleet: Fleet, who: str) ->
 
     with pytest.raises(TransferError, match="no reply from the trigger server"):
         client.trigger(frame_name("cam01", 0), ball)
+    fleet.server.wait_log(f"refused a trigger client: {REASONS[who]}")
 
     known = TriggerClient(
         "127.0.0.1", fleet.layout.zmq_port, timeout=10, curve=keys.client(keys.known_secret)
