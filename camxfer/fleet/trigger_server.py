@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import threading
+import time
 from typing import Any
 
 import zmq
@@ -32,6 +33,8 @@ PRINTABLE_ASCII = re.compile(r"[!-~]{1,200}")
 
 
 # libzmq reports a refused CURVE handshake only to a socket monitor (the peer just times out).
+# A refused client reconnects every 100 ms: log one line per reason and 10 s, not each try.
+REFUSAL_LOG_INTERVAL = 10.0
 HANDSHAKE_FAILURES = (
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
     | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
@@ -114,6 +117,7 @@ class TriggerServer:
         self._authenticator = None
         self._monitor: zmq.Socket | None = None
         self.refused = 0  # clients CURVE turned away
+        self._last_refusal: tuple[str, float] = ("", 0.0)  # reason and time last logged
         try:
             if curve is not None:  # before bind: no connection may come in unchecked
                 self._authenticator = start_server(self._context, self.socket, curve)
@@ -164,11 +168,12 @@ class TriggerServer:
         while self._monitor is not None and self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)
             self.refused += 1
-            log.warning(
-                "refused a trigger client: %s; %d refused so far",
-                refusal_reason(event["event"], event["value"]),
-                self.refused,
-            )
+            reason = refusal_reason(event["event"], event["value"])
+            now = time.monotonic()
+            last_reason, last_time = self._last_refusal
+            if reason != last_reason or now - last_time >= REFUSAL_LOG_INTERVAL:
+                self._last_refusal = (reason, now)
+                log.warning("refused a trigger client: %s; %d refused so far", reason, self.refused)
 
     def serve(self) -> None:
         poller = zmq.Poller()
