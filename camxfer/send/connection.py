@@ -140,6 +140,8 @@ class Connection:
                 chunk = self.sock.recv(n - len(out))
             except (BlockingIOError, TimeoutError):
                 raise ConnectionLost("no answer to the handshake in time") from None
+            except ssl.SSLError as exc:
+                raise self._tls_refusal(exc) from None
             except OSError as exc:
                 raise ConnectionLost(f"receive failed: {exc}") from exc
             if not chunk:
@@ -223,8 +225,21 @@ class Connection:
             return self.sock.recv(65536)
         except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
             raise BlockingIOError from None
+        except ssl.SSLError as exc:
+            raise self._tls_refusal(exc) from None
         finally:
             self.sock.setblocking(True)
+
+    def _tls_refusal(self, exc: ssl.SSLError) -> Exception:
+        """A TLS alert from the receiver is a refusal (TLS 1.3 sends the one about our client
+        certificate only after the handshake); anything else is a broken link, retried."""
+        where = f"{self.settings.host}:{self.settings.port}"
+        if "ALERT" in (exc.reason or ""):
+            return HandshakeRefused(
+                f"receiver {where} refused the TLS connection ({exc.reason}); "
+                "does it want a client certificate (--tls-cert/--tls-key) from another CA?"
+            )
+        return ConnectionLost(f"receive failed: {exc}")
 
     def _sendfile(self, fd: int, offset: int, count: int) -> int:
         try:

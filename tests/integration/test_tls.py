@@ -126,6 +126,7 @@ def test_a_receiver_with_a_ca_requires_a_sender_certificate(
 
     anonymous = run_sender(src, receiver.port, *common)
     assert anonymous.returncode == 1
+    assert "refused the TLS connection" in anonymous.stderr
     assert tree_hashes(out) == {}
 
     identified = run_sender(
