@@ -13,10 +13,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import xxhash
 
 from camxfer.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from camxfer.auth import MessageMac
 
 MAGIC = b"CAMX"
 VERSION = 1
@@ -43,11 +47,14 @@ class MessageType(IntEnum):
     FILE = 1
     END = 2
     MANIFEST = 0x10  # the sender's record of what landed, at the end of its part of an event
+    AUTH = 3  # the client's proof (authenticated handshake only)
     REPLY = 0x81
+    CHALLENGE = 0x82  # the server's nonce and proof (authenticated handshake only)
 
 
 class HelloFlags(IntEnum):
     HAS_COUNT = 1  # the client announces how many files this connection will send
+    AUTH = 2  # the client holds a shared key: a nonce follows, then the challenge-response
 
 
 class Status(IntEnum):
@@ -70,6 +77,10 @@ class Status(IntEnum):
     VERSION_UNSUPPORTED = 46
     DEST_PATHS_DISABLED = 47
     BAD_MANIFEST = 58  # a MANIFEST body that is not a valid camxfer manifest
+    AUTH_REQUIRED = 48  # the receiver has a key and the client offered none
+    AUTH_UNSUPPORTED = 49  # the client offered a key and the receiver has none
+    AUTH_FAILED = 50  # a proof or a message MAC did not check out (deliberately vague)
+    TLS_REQUIRED = 51  # the receiver takes TLS connections only; sent in clear, then close
 
     @property
     def landed(self) -> bool:
@@ -90,10 +101,13 @@ HELLO_SIZE = _HELLO.size
 class Hello:
     version: int
     count: int | None  # files announced for this connection, None when not announced
+    auth: bool = False  # a client nonce follows and the client expects a challenge
 
 
-def encode_hello(count: int | None = None, version: int = VERSION) -> bytes:
+def encode_hello(count: int | None = None, version: int = VERSION, *, auth: bool = False) -> bytes:
     flags = HelloFlags.HAS_COUNT if count is not None else 0
+    if auth:
+        flags |= HelloFlags.AUTH
     return _HELLO.pack(MAGIC, version, flags, 0, count or 0)
 
 
@@ -103,9 +117,11 @@ def decode_hello(data: bytes) -> Hello:
     magic, version, flags, _reserved, count = _HELLO.unpack(data)
     if magic != MAGIC:
         raise ProtocolError("not a camxfer client (bad magic)")
-    if flags & ~HelloFlags.HAS_COUNT:
+    if flags & ~(HelloFlags.HAS_COUNT | HelloFlags.AUTH):
         raise ProtocolError(f"unknown hello flags 0x{flags:02x}")
-    return Hello(version, count if flags & HelloFlags.HAS_COUNT else None)
+    return Hello(
+        version, count if flags & HelloFlags.HAS_COUNT else None, bool(flags & HelloFlags.AUTH)
+    )
 
 
 # --- FILE header ---------------------------------------------------------------------------
@@ -225,19 +241,25 @@ def decode_reply_fixed(data: bytes) -> tuple[int, Status, int]:
 class ReplyParser:
     """Splits a byte stream from the receiver into replies (the sender reads acks with it)."""
 
-    def __init__(self) -> None:
+    def __init__(self, mac: MessageMac | None = None) -> None:
         self._buffer = bytearray()
+        self._mac = mac  # on an authenticated connection, each reply carries a MAC to check
 
     def feed(self, data: bytes) -> list[Reply]:
         self._buffer += data
         replies = []
+        tag_len = MAC_SIZE if self._mac is not None else 0
         while len(self._buffer) >= REPLY_SIZE:
             seq, status, message_len = decode_reply_fixed(bytes(self._buffer[:REPLY_SIZE]))
             end = REPLY_SIZE + message_len
-            if len(self._buffer) < end:
+            if len(self._buffer) < end + tag_len:
                 break
+            if self._mac is not None and not self._mac.verify(
+                bytes(self._buffer[:end]), bytes(self._buffer[end : end + tag_len])
+            ):
+                raise ProtocolError("a reply from the receiver failed authentication")
             message = self._buffer[REPLY_SIZE:end].decode("utf-8", errors="replace")
-            del self._buffer[:end]
+            del self._buffer[: end + tag_len]
             replies.append(Reply(seq, status, message))
         return replies
 
@@ -281,3 +303,52 @@ def decode_manifest_fixed(data: bytes) -> FixedHeader:
 def is_manifest(first_byte: int) -> bool:
     """Whether a client message starting with this byte is a MANIFEST."""
     return first_byte == MessageType.MANIFEST
+
+
+# --- authenticated handshake (HELLO flag AUTH) ------------------------------------------------
+# Every field has a fixed length, so nothing is allocated or parsed from an unproven length.
+# client, right after HELLO: nonce(32)
+# server CHALLENGE: type(u8) reserved(7) nonce(32) proof(32)
+# client AUTH:      type(u8) reserved(7) proof(32)      (40 bytes, like a FILE header)
+# then every FILE (header + name + dest) and END, and every server REPLY, is followed by a
+# 32-byte MAC (camxfer.auth.MessageMac), and the receiver checks it before acting.
+NONCE_SIZE = 32
+MAC_SIZE = 32
+_CHALLENGE = struct.Struct("!B7x32s32s")
+CHALLENGE_SIZE = _CHALLENGE.size
+_AUTH = struct.Struct("!B7x32s")
+AUTH_SIZE = _AUTH.size
+
+
+@dataclass(frozen=True)
+class Challenge:
+    nonce: bytes
+    proof: bytes
+
+    def encode(self) -> bytes:
+        return _CHALLENGE.pack(MessageType.CHALLENGE, self.nonce, self.proof)
+
+
+def decode_challenge(data: bytes) -> Challenge:
+    if len(data) != CHALLENGE_SIZE:
+        raise ProtocolError(f"challenge must be {CHALLENGE_SIZE} bytes, got {len(data)}")
+    kind, nonce, proof = _CHALLENGE.unpack(data)
+    if kind != MessageType.CHALLENGE:
+        raise ProtocolError(f"expected a challenge, got message type {kind}")
+    return Challenge(nonce, proof)
+
+
+def encode_auth(proof: bytes) -> bytes:
+    if len(proof) != MAC_SIZE:
+        raise ProtocolError(f"proof must be {MAC_SIZE} bytes")
+    return _AUTH.pack(MessageType.AUTH, proof)
+
+
+def decode_auth(data: bytes) -> bytes:
+    """The client's proof from an AUTH message."""
+    if len(data) != AUTH_SIZE:
+        raise ProtocolError(f"auth message must be {AUTH_SIZE} bytes, got {len(data)}")
+    kind, proof = _AUTH.unpack(data)
+    if kind != MessageType.AUTH:
+        raise ProtocolError(f"expected an auth message, got message type {kind}")
+    return proof

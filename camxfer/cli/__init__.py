@@ -31,6 +31,7 @@ COMMANDS = (
     "service",
     "fleet",
     "demo",
+    "keygen",
 )
 
 

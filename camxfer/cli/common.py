@@ -6,6 +6,10 @@ import argparse
 import logging
 import signal
 import threading
+from pathlib import Path
+
+from camxfer import auth
+from camxfer.tls import TlsFiles
 
 
 def positive_int(text: str) -> int:
@@ -51,3 +55,67 @@ def stop_on_signals(stop: threading.Event, what: str) -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+
+
+def add_auth_key_argument(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, per_camera: bool = False
+) -> None:
+    """Add `--auth-key-file PATH` (the shared key of docs/security.md)."""
+    where = ' for every camera without its own "auth_key_file" in the config' if per_camera else ""
+    parser.add_argument(
+        "--auth-key-file",
+        type=Path,
+        metavar="PATH",
+        help="shared key file (64 hex digits, mode 0600; make one with 'camxfer keygen PATH')"
+        f"{where}: senders must prove they hold the same key, and every file header is "
+        "authenticated. Sender and receiver must both have it or both not (default: no key)",
+    )
+
+
+def load_auth_key(path: Path | None) -> bytes | None:
+    """The key in `path`, checked (raises a one-line KeyFileError), or None without a path."""
+    return auth.load_key(path) if path is not None else None
+
+
+def add_tls_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, receiver: bool
+) -> None:
+    """Add --tls-cert/--tls-key/--tls-ca (and --tls for senders): docs/security.md, TLS."""
+    if receiver:
+        cert_help = "take TLS connections only, with this certificate (PEM; needs --tls-key)"
+        ca_help = "also require each sender to show a certificate signed by this CA (PEM)"
+    else:
+        parser.add_argument(
+            "--tls",
+            action="store_true",
+            help="speak TLS to the receiver, checking its certificate against the system's "
+            "CAs and its name against --host (implied by --tls-ca)",
+        )
+        cert_help = "client certificate (PEM) for a receiver started with --tls-ca"
+        ca_help = "speak TLS and trust only this CA (PEM) for the receiver's certificate"
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help=cert_help)
+    parser.add_argument(
+        "--tls-key", type=Path, metavar="FILE", help="private key of --tls-cert (PEM, mode 0600)"
+    )
+    parser.add_argument("--tls-ca", type=Path, metavar="FILE", help=ca_help)
+
+
+def tls_argv(args: argparse.Namespace) -> list[str]:
+    """The TLS options of `args` again, for a child camxfer process."""
+    argv = ["--tls"] if getattr(args, "tls", False) else []
+    for flag, value in (
+        ("--tls-cert", args.tls_cert),
+        ("--tls-key", args.tls_key),
+        ("--tls-ca", args.tls_ca),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The TLS files given, or None when TLS is off."""
+    files = TlsFiles(args.tls_cert, args.tls_key, args.tls_ca)
+    if getattr(args, "tls", False) or files != TlsFiles():
+        return files
+    return None

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camxfer.cli.common import non_negative_float, port_number, positive_int
+from camxfer.cli.common import (
+    add_auth_key_argument,
+    load_auth_key,
+    non_negative_float,
+    port_number,
+    positive_int,
+)
 from camxfer.errors import ExitCode
 from camxfer.fleet.config import add_config_argument
 from camxfer.fleet.demo import DemoSettings, report_lines, run_demo
@@ -66,12 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--min-mb", type=non_negative_float, default=1.0, help="smallest frame, MiB")
     p.add_argument("--max-mb", type=non_negative_float, default=2.0, help="largest frame, MiB")
+    add_auth_key_argument(p, per_camera=True)
     p.add_argument("--verbose", action="store_true", help="more log lines")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("demo", verbose=args.verbose)
+    load_auth_key(args.auth_key_file)  # a bad key file is one clear error before anything starts
     result = run_demo(
         DemoSettings(
             config=Path(args.config),
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             min_mb=args.min_mb,
             max_mb=args.max_mb,
+            auth_key_file=args.auth_key_file,
         )
     )
     for line in report_lines(result):

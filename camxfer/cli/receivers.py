@@ -6,11 +6,20 @@ import argparse
 import logging
 import sys
 
-from camxfer.cli.common import positive_int, stop_on_signals
+from camxfer.auth import load_key
+from camxfer.cli.common import (
+    add_auth_key_argument,
+    add_tls_arguments,
+    positive_int,
+    stop_on_signals,
+    tls_argv,
+    tls_files,
+)
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
 from camxfer.logs import setup_logging
+from camxfer.tls import server_context
 
 log = logging.getLogger("camxfer.fleet")
 
@@ -50,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--reuseport", action="store_true", help="give each worker its own SO_REUSEPORT socket"
     )
+    add_auth_key_argument(p, per_camera=True)
+    add_tls_arguments(p, receiver=True)
     p.add_argument("--verbose", action="store_true", help="log every file landed")
     p.set_defaults(handler=run)
 
@@ -57,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def receiver_children(args: argparse.Namespace) -> list[Child]:
     config = load_config(args.config, need_dest=True)
     cameras = config.select(args.camera)
+    tls = tls_files(args)
+    if tls is not None:
+        server_context(tls)  # one clear error now, not receivers failing over and over
     children = []
     for camera in cameras:
         argv = [
@@ -74,6 +88,11 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             str(args.workers),
             "--use-dest-paths",
         ]
+        key_file = camera.auth_key_file or args.auth_key_file
+        if key_file is not None:
+            load_key(key_file)  # one clear error now, not a receiver failing over and over
+            argv += ["--auth-key-file", str(key_file)]
+        argv += tls_argv(args)
         if args.reuseport:
             argv.append("--reuseport")
         if args.verbose:

@@ -6,11 +6,21 @@ import argparse
 import logging
 from pathlib import Path
 
-from camxfer.cli.common import port_number, positive_int, stop_on_signals
+from camxfer.cli.common import (
+    add_auth_key_argument,
+    add_tls_arguments,
+    load_auth_key,
+    non_negative_float,
+    port_number,
+    positive_int,
+    stop_on_signals,
+    tls_files,
+)
 from camxfer.errors import ExitCode
 from camxfer.logs import setup_logging
 from camxfer.recv.server import ListenSettings, ReceiverServer
 from camxfer.recv.session import ReceiverSettings
+from camxfer.tls import server_context
 
 log = logging.getLogger("camxfer.recv")
 
@@ -104,12 +114,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="close a connection that stalls this long inside a file or the "
         "handshake (default: 30)",
     )
+    add_auth_key_argument(parser)
+    parser.add_argument(
+        "--handshake-timeout",
+        type=non_negative_float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --auth-key-file or TLS: close a connection that has not authenticated "
+        "this long after connecting (with TLS: stalled this long in its TLS handshake), "
+        "however slowly its bytes trickle in (default: 10)",
+    )
+    add_tls_arguments(parser, receiver=True)
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("recv", verbose=args.verbose)
+    auth_key = load_auth_key(args.auth_key_file)  # before anything listens: refuse a bad key
+    tls = tls_files(args)
+    if tls is not None:
+        server_context(tls)  # each worker makes its own; a bad file is one clear error now
     settings = ReceiverSettings(
         out_dir=args.out_dir.absolute(),
         use_dest_paths=args.use_dest_paths,
@@ -119,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
         idle_timeout=args.idle_timeout,
         io_timeout=args.io_timeout,
         verbose=args.verbose,
+        auth_key=auth_key,
+        handshake_timeout=args.handshake_timeout,
+        tls=tls,
     )
     listen = ListenSettings(
         listen_ip=args.listen_ip,
@@ -132,12 +160,14 @@ def run(args: argparse.Namespace) -> int:
     stop_on_signals(server.stop, "the receiver")
     server.serve(
         on_ready=lambda: log.info(
-            "listening on %s:%d, %d worker(s), landing under %s%s",
+            "listening on %s:%d, %d worker(s), landing under %s%s%s%s",
             args.listen_ip,
             args.port,
             args.workers,
             settings.out_dir,
             " (destination paths on)" if args.use_dest_paths else "",
+            ", senders must authenticate" if auth_key else "",
+            ", TLS only" if tls else "",
         )
     )
     log.info("stopped")

@@ -10,13 +10,23 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
+from camxfer.cli.common import (
+    add_auth_key_argument,
+    add_tls_arguments,
+    load_auth_key,
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_int,
+    tls_files,
+)
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
 from camxfer.send.manifest import EventInfo, build_manifest, deliver_manifest, file_entries
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 from camxfer.send.sender import SendRun
+from camxfer.tls import client_context
 
 log = logging.getLogger("camxfer.send")
 
@@ -88,6 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "absolute path must lie inside its --out-dir (receiver needs "
         "--use-dest-paths). Default: the receiver's --out-dir",
     )
+    add_auth_key_argument(where)
+    add_tls_arguments(where, receiver=False)
 
     when = p.add_argument_group("completion detection")
     when.add_argument(
@@ -246,6 +258,8 @@ def options_from_args(args: argparse.Namespace) -> SendOptions:
         rcvbuf=args.rcvbuf,
         use_inotify=not args.no_inotify,
         verbose=args.verbose,
+        auth_key=load_auth_key(args.auth_key_file),
+        tls=client_context(tls) if (tls := tls_files(args)) is not None else None,
     )
 
 

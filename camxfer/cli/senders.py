@@ -11,12 +11,17 @@ import threading
 import time
 from pathlib import Path
 
+from camxfer.auth import load_key
 from camxfer.cli.common import (
+    add_auth_key_argument,
+    add_tls_arguments,
     non_negative_float,
     non_negative_int,
     port_number,
     positive_int,
     stop_on_signals,
+    tls_argv,
+    tls_files,
 )
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet import detached
@@ -26,9 +31,11 @@ from camxfer.fleet.config import (
     add_config_argument,
     load_config,
 )
+from camxfer.fleet.curve import CurveServerKeys
 from camxfer.fleet.events import EventBook, EventSettings
 from camxfer.fleet.trigger_server import TriggerServer
 from camxfer.logs import setup_logging
+from camxfer.tls import client_context
 
 log = logging.getLogger("camxfer.fleet")
 
@@ -68,6 +75,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="0.0.0.0",
         metavar="ADDR",
         help="address the trigger socket binds (default: %(default)s)",
+    )
+    trigger.add_argument(
+        "--zmq-curve-secret",
+        type=Path,
+        metavar="FILE",
+        help="CURVE-encrypt and authenticate the trigger socket with this server secret key "
+        "(NAME.key_secret from 'camxfer keygen --curve'); needs --zmq-curve-clients",
+    )
+    trigger.add_argument(
+        "--zmq-curve-clients",
+        type=Path,
+        metavar="DIR",
+        help="folder of the client public keys (*.key) allowed to send triggers; "
+        "read at start, so restart to add or remove a client",
     )
     trigger.add_argument(
         "--frame-timeout",
@@ -118,6 +139,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=8,
         help="connections per camera unless the camera sets conns (default: %(default)s)",
     )
+    add_auth_key_argument(both, per_camera=True)
+    add_tls_arguments(both, receiver=False)
     both.add_argument("--verbose", action="store_true", help="log every file sent")
     p.set_defaults(handler=run)
 
@@ -125,6 +148,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _cameras(args: argparse.Namespace) -> list[CameraConfig]:
     config = load_config(args.config, need_src=True)
     return list(config.select(args.camera))
+
+
+def _key_file(camera: CameraConfig, args: argparse.Namespace) -> Path | None:
+    return camera.auth_key_file or getattr(args, "auth_key_file", None)
+
+
+def _auth_keys(cameras: list[CameraConfig], args: argparse.Namespace) -> dict[str, bytes]:
+    """Each camera's shared key, read and checked now (a bad key file is one clear error)."""
+    keys = {}
+    for camera in cameras:
+        path = _key_file(camera, args)
+        if path is not None:
+            keys[camera.name] = load_key(path)
+    return keys
+
+
+def _curve_keys(args: argparse.Namespace) -> CurveServerKeys | None:
+    if args.zmq_curve_secret is None and args.zmq_curve_clients is None:
+        return None
+    if args.zmq_curve_secret is None or args.zmq_curve_clients is None:
+        raise UsageError("give both --zmq-curve-secret and --zmq-curve-clients, or neither")
+    return CurveServerKeys(args.zmq_curve_secret, args.zmq_curve_clients)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -141,21 +186,26 @@ def run(args: argparse.Namespace) -> int:
 def _serve_triggers(args: argparse.Namespace) -> int:
     if args.max_files == 0:  # an event of 0 frames would end "done" having sent nothing
         raise UsageError("--max-files must be at least 1 with --zmq (frames per camera per event)")
+    cameras = _cameras(args)
     settings = EventSettings(
         max_files=args.max_files if args.max_files is not None else 800,
         timeout=args.timeout if args.timeout is not None else 300.0,
         frame_timeout=args.frame_timeout,
         conns=args.conns,
+        auth_keys=_auth_keys(cameras, args),
+        tls=client_context(tls) if (tls := tls_files(args)) is not None else None,
     )
-    book = EventBook(_cameras(args), settings)
-    server = TriggerServer(book, f"tcp://{args.zmq_bind}:{args.zmq_port}")
+    book = EventBook(cameras, settings)
+    curve = _curve_keys(args)
+    server = TriggerServer(book, f"tcp://{args.zmq_bind}:{args.zmq_port}", curve=curve)
 
     stop_on_signals(server.stop, "the trigger server")
     log.info(
-        "trigger server on %s:%d for %s",
+        "trigger server on %s:%d for %s%s",
         args.zmq_bind,
         args.zmq_port,
         ", ".join(c.name for c in book.cameras),
+        " (CURVE: known client keys only)" if curve else "",
     )
     server.serve()
     book.stop_all()
@@ -187,6 +237,10 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
         argv += ["--max-files", str(max_files)]
     if args.timeout:
         argv += ["--timeout", str(args.timeout)]
+    key_file = _key_file(camera, args)
+    if key_file is not None:
+        argv += ["--auth-key-file", str(key_file)]
+    argv += tls_argv(args)
     if args.once:
         argv.append("--once")
     if args.verbose:
@@ -196,6 +250,9 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
 
 def _direct(args: argparse.Namespace) -> int:
     cameras = _cameras(args)
+    _auth_keys(cameras, args)  # refuse a bad key file before any sender starts
+    if (tls := tls_files(args)) is not None:
+        client_context(tls)
     if args.detach:
         for camera in cameras:
             info = detached.start(args.run_dir, camera.name, sender_argv(camera, args))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from camxfer.cli.common import non_negative_float, port_number
 from camxfer.errors import ExitCode, TransferError, UsageError
+from camxfer.fleet.curve import CurveClientKeys
 from camxfer.fleet.trigger_client import EventStillRunning, TriggerClient
 
 EXAMPLES = """\
@@ -56,6 +58,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="how long to wait for each reply before retrying (default: 5)",
     )
+    p.add_argument(
+        "--curve-secret",
+        type=Path,
+        metavar="FILE",
+        help="this client's CURVE secret key (NAME.key_secret from 'camxfer keygen --curve'; "
+        "its NAME.key must be in the server's --zmq-curve-clients); needs --curve-server-key",
+    )
+    p.add_argument(
+        "--curve-server-key",
+        type=Path,
+        metavar="FILE",
+        help="the trigger server's CURVE public key (its NAME.key); a server with another "
+        "key gets nothing from this client, which then times out",
+    )
     p.add_argument("--json", action="store_true", help="print the final reply or status as JSON")
     p.set_defaults(handler=run)
 
@@ -86,8 +102,18 @@ def _progress(status: dict) -> None:
         )
 
 
+def _curve_keys(args: argparse.Namespace) -> CurveClientKeys | None:
+    if args.curve_secret is None and args.curve_server_key is None:
+        return None
+    if args.curve_secret is None or args.curve_server_key is None:
+        raise UsageError("give both --curve-secret and --curve-server-key, or neither")
+    return CurveClientKeys(args.curve_secret, args.curve_server_key)
+
+
 def run(args: argparse.Namespace) -> int:
-    client = TriggerClient(args.host, args.port, timeout=args.reply_timeout)
+    client = TriggerClient(
+        args.host, args.port, timeout=args.reply_timeout, curve=_curve_keys(args)
+    )
     try:
         if args.status:
             reply = client.status(args.status)

@@ -28,7 +28,16 @@ DEFAULT_PATTERN = "*.jpg"
 MAX_CONNS = 256
 
 CAMERA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-ALLOWED_KEYS = ("src", "dest_path", "host", "port", "pattern", "max_files", "conns")
+ALLOWED_KEYS = (
+    "src",
+    "dest_path",
+    "host",
+    "port",
+    "pattern",
+    "max_files",
+    "conns",
+    "auth_key_file",
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class CameraConfig:
     pattern: str
     max_files: int | None
     conns: int | None
+    # The shared key this camera's sender and receiver authenticate with (docs/security.md).
+    auth_key_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +228,7 @@ def _camera(path: Path, name: str, entry: Any, index: int) -> CameraConfig:
         pattern=field("pattern", _check_pattern, DEFAULT_PATTERN),
         max_files=field("max_files", _check_max_files, None),
         conns=field("conns", _check_conns, None),
+        auth_key_file=_resolve(path, field("auth_key_file", _check_key_file, None)),
     )
 
 
@@ -234,6 +246,12 @@ def _check_folder(value: Any) -> str | None:
     if isinstance(value, str) and value and "\0" not in value:
         return None
     return "a folder path as a non-empty string"
+
+
+def _check_key_file(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and value and "\0" not in value):
+        return None
+    return "a key file path as a non-empty string (or null for no key)"
 
 
 def _check_host(value: Any) -> str | None:

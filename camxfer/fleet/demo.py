@@ -41,6 +41,7 @@ class DemoSettings:
     timeout: float = 120.0
     min_mb: float = 1.0
     max_mb: float = 2.0
+    auth_key_file: Path | None = None  # receivers and senders authenticate with this key
 
 
 @dataclass
@@ -115,7 +116,10 @@ class Demo:
         config = str(s.config)
         self._clear_rings()
         completions = self.workdir / "completions.tsv"
-        self._start("receivers", "receivers", "--config", config, "--workers", str(s.workers))
+        auth = ["--auth-key-file", str(s.auth_key_file)] if s.auth_key_file else []
+        self._start(
+            "receivers", "receivers", "--config", config, "--workers", str(s.workers), *auth
+        )
         self._start(
             "trigger-server",
             "senders",
@@ -130,6 +134,7 @@ class Demo:
             str(s.count),
             "--timeout",
             str(s.timeout),
+            *auth,
         )
         self._start(
             "cameras",

@@ -8,8 +8,10 @@ that did not land before (the receiver would also refuse duplicates, but nothing
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,9 @@ class EventSettings:
     lookahead: int = 4
     stable_ms: float = 5.0
     jpeg_eoi: bool = False
+    # Shared keys by camera name, for cameras whose receiver wants one (docs/security.md).
+    auth_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # TLS to every receiver
 
 
 @dataclass
@@ -151,6 +156,8 @@ class Event:
             stable_ms=self.settings.stable_ms,
             jpeg_eoi=self.settings.jpeg_eoi,
             already_landed=frozenset(run.landed_names),
+            auth_key=self.settings.auth_keys.get(camera.name),
+            tls=self.settings.tls,
         )
 
     def _run_camera(self, run: CameraRun) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import zmq
 
 from camxfer.errors import TransferError
+from camxfer.fleet.curve import CurveClient, CurveClientKeys
 
 
 class EventStillRunning(TransferError):
@@ -20,17 +21,30 @@ class EventStillRunning(TransferError):
 
 
 class TriggerClient:
-    def __init__(self, host: str, port: int, *, timeout: float = 5.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 5.0,
+        retries: int = 3,
+        curve: CurveClientKeys | None = None,
+    ) -> None:
         self.endpoint = f"tcp://{host}:{port}"
         self.timeout = timeout
         self.retries = retries
         self._context = zmq.Context.instance()
+        # A CURVE server drops a client whose key it does not know without a word: such a
+        # client, like one with the wrong server key, only ever times out.
+        self._curve = CurveClient.load(curve) if curve is not None else None
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         payload = json.dumps(message).encode("utf-8")
         for _attempt in range(max(self.retries, 1)):
             sock = self._context.socket(zmq.REQ)
             sock.setsockopt(zmq.LINGER, 0)
+            if self._curve is not None:
+                self._curve.apply(sock)
             try:
                 sock.connect(self.endpoint)
                 sock.send(payload)

@@ -12,11 +12,14 @@ import json
 import logging
 import re
 import threading
+import time
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from camxfer.errors import TransferError
+from camxfer.fleet.curve import CurveServerKeys, start_server
 from camxfer.fleet.events import EventBook
 from camxfer.frames import parse_frame_id
 
@@ -27,6 +30,27 @@ SAFE_BALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # parse_frame_id's `\d` matches any Unicode digit ("frame_cam01_\u0661.jpg" would be frame 1):
 # only printable ASCII without spaces gets that far, so a frame has exactly one id.
 PRINTABLE_ASCII = re.compile(r"[!-~]{1,200}")
+
+
+# libzmq reports a refused CURVE handshake only to a socket monitor (the peer just times out).
+# A refused client reconnects every 100 ms: log one line per reason and 10 s, not each try.
+REFUSAL_LOG_INTERVAL = 10.0
+HANDSHAKE_FAILURES = (
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+def refusal_reason(event: int, value: int) -> str:
+    """Why libzmq refused a client, from a monitor event (zmq_socket_monitor(3))."""
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return "its key is not among the allowed client keys"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+        return "it does not speak CURVE"
+    if value == zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+        return "it expects another server key, or its handshake was damaged"
+    return "its handshake failed"
 
 
 class BadRequest(Exception):
@@ -75,7 +99,14 @@ def validate_trigger(message: dict[str, Any]) -> tuple[str, int]:
 
 
 class TriggerServer:
-    def __init__(self, book: EventBook, bind: str, *, context: zmq.Context | None = None) -> None:
+    def __init__(
+        self,
+        book: EventBook,
+        bind: str,
+        *,
+        context: zmq.Context | None = None,
+        curve: CurveServerKeys | None = None,
+    ) -> None:
         self.book = book
         self.bind = bind
         self.stop = threading.Event()
@@ -83,11 +114,31 @@ class TriggerServer:
         self.socket = self._context.socket(zmq.REP)
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self._authenticator = None
+        self._monitor: zmq.Socket | None = None
+        self.refused = 0  # clients CURVE turned away
+        self._last_refusal: tuple[str, float] = ("", 0.0)  # reason and time last logged
         try:
+            if curve is not None:  # before bind: no connection may come in unchecked
+                self._authenticator = start_server(self._context, self.socket, curve)
+                self._monitor = self.socket.get_monitor_socket(HANDSHAKE_FAILURES)
             self.socket.bind(bind)
         except zmq.ZMQError as exc:
-            self.socket.close()
+            self._close()
             raise TransferError(f"cannot bind the trigger socket to {bind}: {exc}") from exc
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        if self._monitor is not None:
+            self.socket.disable_monitor()
+            self._monitor.close()
+            self._monitor = None
+        self.socket.close()
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
 
     def handle(self, parts: list[bytes]) -> dict[str, Any]:
         try:
@@ -113,13 +164,27 @@ class TriggerServer:
             log.exception("error handling a request")
             return {"ok": False, "error": f"internal error: {exc}"}
 
+    def _log_refusals(self) -> None:
+        while self._monitor is not None and self._monitor.poll(0):
+            event = recv_monitor_message(self._monitor)
+            self.refused += 1
+            reason = refusal_reason(event["event"], event["value"])
+            now = time.monotonic()
+            last_reason, last_time = self._last_refusal
+            if reason != last_reason or now - last_time >= REFUSAL_LOG_INTERVAL:
+                self._last_refusal = (reason, now)
+                log.warning("refused a trigger client: %s; %d refused so far", reason, self.refused)
+
     def serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
+        if self._monitor is not None:
+            poller.register(self._monitor, zmq.POLLIN)
         try:
             while not self.stop.is_set():
                 if not poller.poll(200):
                     continue
+                self._log_refusals()
                 try:
                     parts = self.socket.recv_multipart(zmq.NOBLOCK)
                 except zmq.Again:
@@ -127,4 +192,4 @@ class TriggerServer:
                 reply = self.handle(parts)
                 self.socket.send(json.dumps(reply).encode("utf-8"))
         finally:
-            self.socket.close()
+            self._close()

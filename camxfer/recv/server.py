@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
+from camxfer.auth import FailureCounter
 from camxfer.errors import TransferError
 from camxfer.recv.landing import LandingRoot, remove_stale_temps
 from camxfer.recv.session import ReceiverSettings, Session, SessionCounters
+from camxfer.tls import server_context
 
 log = logging.getLogger("camxfer.recv")
 
@@ -66,6 +68,8 @@ class Worker:
         self.listen = listen
         self.stop = threading.Event()
         self.counters = SessionCounters()
+        self.auth_failures = FailureCounter()  # per peer address, across this worker's sessions
+        self.tls = server_context(settings.tls) if settings.tls is not None else None
         self._sessions: dict[threading.Thread, Session] = {}
         self._lock = threading.Lock()
 
@@ -102,7 +106,9 @@ class Worker:
                 conn.close()
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            session = Session(conn, peer, root, self.settings, self.counters)
+            session = Session(
+                conn, peer, root, self.settings, self.counters, self.auth_failures, self.tls
+            )
             thread = threading.Thread(target=session.run, name=f"session-{peer}", daemon=True)
             self._sessions[thread] = session
         thread.start()

@@ -15,12 +15,13 @@ import logging
 import os
 import select
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camxfer import protocol
+from camxfer import auth, protocol
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv.landing import (
@@ -33,6 +34,7 @@ from camxfer.recv.landing import (
 )
 from camxfer.recv.manifest import manifest_reply
 from camxfer.sockets import set_io_timeout
+from camxfer.tls import TLS_HANDSHAKE_BYTE, TlsFiles
 
 log = logging.getLogger("camxfer.recv")
 
@@ -53,6 +55,10 @@ class ReceiverSettings:
     idle_timeout: float = 600.0  # seconds a connection may sit between messages
     io_timeout: float = 30.0  # seconds a started message may stall before we give up on it
     verbose: bool = False
+    # The shared key: senders must prove they hold it, and every message after is MACed.
+    auth_key: bytes | None = field(default=None, repr=False)
+    handshake_timeout: float = 10.0  # whole authenticated handshake, however it trickles in
+    tls: TlsFiles | None = None  # take TLS connections only (camxfer.tls)
 
 
 @dataclass
@@ -85,6 +91,10 @@ class ConnectionClosed(Exception):
     """The peer closed or stalled; the session ends."""
 
 
+class AuthenticationFailed(Exception):
+    """A handshake proof or a message MAC did not check out; the session ends."""
+
+
 class Session:
     def __init__(
         self,
@@ -93,8 +103,11 @@ class Session:
         root: LandingRoot,
         settings: ReceiverSettings,
         counters: SessionCounters,
+        failures: auth.FailureCounter | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.sock = sock
+        self.tls = tls
         self.peer = peer
         self.root = root
         self.settings = settings
@@ -107,6 +120,14 @@ class Session:
         self.received = 0
         self._timeout: float | None = None
         self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
+        # Authentication (only with settings.auth_key): see _authenticate.
+        self.failures = failures or auth.FailureCounter()
+        self._deadline: float | None = None  # the handshake's, over all its reads
+        self._authenticated = False
+        self._heard = False  # any byte from the peer yet (a port probe sends none)
+        self._recv_mac: auth.MessageMac | None = None
+        self._send_mac: auth.MessageMac | None = None
+        self._names: bytes | None = None  # a FILE's name and destination, read to check its MAC
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
@@ -122,6 +143,11 @@ class Session:
         return bytes(out)
 
     def _recv(self, n: int) -> int:
+        if self._deadline is not None:
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise ConnectionClosed("handshake not finished within the deadline")
+            self._set_timeout(left)
         try:
             got = self.sock.recv_into(self._view[:n], n)
         except (TimeoutError, BlockingIOError) as exc:
@@ -130,21 +156,36 @@ class Session:
             raise ConnectionClosed(str(exc)) from exc
         if got == 0:
             raise ConnectionClosed("closed by the sender")
+        self._heard = True
         return got
+
+    def _encode(self, reply: Reply) -> bytes:
+        data = reply.encode()
+        return data + self._send_mac.tag(data) if self._send_mac is not None else data
 
     def _reply(self, reply: Reply) -> None:
         try:
-            self.sock.sendall(reply.encode())
+            self.sock.sendall(self._encode(reply))
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
 
     # --- protocol ----------------------------------------------------------------------------
     def run(self) -> None:
         try:
-            if self._handshake():
+            if (self.tls is None or self._start_tls()) and self._handshake():
                 self._serve_messages()
+        except AuthenticationFailed as exc:
+            if self._authenticated:  # files landed before the bad message were genuine: ack
+                with contextlib.suppress(ConnectionClosed):
+                    self._flush()
+            self._authentication_failed(str(exc))
         except ConnectionClosed as exc:
-            if self.announced is not None and self.received != self.announced:
+            if self.settings.auth_key is not None and not self._authenticated:
+                if self._heard or self._deadline_passed():
+                    self._authentication_failed(f"handshake not completed: {exc}", reply=False)
+                else:  # connected and closed without a word: a port probe, not an attempt
+                    log.debug("%s: connection ended before the handshake (%s)", self.peer, exc)
+            elif self.announced is not None and self.received != self.announced:
                 log.warning(
                     "%s: connection ended after %d of %d announced files (%s)",
                     self.peer,
@@ -155,8 +196,11 @@ class Session:
             else:
                 log.debug("%s: connection ended (%s)", self.peer, exc)
         except ProtocolError as exc:
-            log.warning("%s: protocol error, closing: %s", self.peer, exc)
-            self.counters.add(errors=1)
+            if self.settings.auth_key is not None and not self._authenticated:
+                self._authentication_failed(f"protocol error: {exc}", reply=False)
+            else:
+                log.warning("%s: protocol error, closing: %s", self.peer, exc)
+                self.counters.add(errors=1)
             with contextlib.suppress(ConnectionClosed):
                 self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
             self._linger()
@@ -186,7 +230,12 @@ class Session:
 
     def _handshake(self) -> bool:
         self._set_timeout(self.settings.io_timeout)
-        hello = protocol.decode_hello(self._read_exact(protocol.HELLO_SIZE))
+        if self.settings.auth_key is not None:
+            self._deadline = time.monotonic() + self.settings.handshake_timeout
+        raw_hello = self._read_exact(protocol.HELLO_SIZE)
+        hello = protocol.decode_hello(raw_hello)
+        # Fixed length: read it whatever we decide, so a refusal reply stays in step.
+        client_nonce = self._read_exact(protocol.NONCE_SIZE) if hello.auth else b""
         if hello.version != protocol.VERSION:
             self._reply(
                 Reply(
@@ -197,6 +246,8 @@ class Session:
                 )
             )
             self._linger()
+            return False
+        if not self._authenticate(hello, raw_hello, client_nonce):
             return False
         if self.settings.expect_count_first and hello.count is None:
             log.warning("%s: connection did not announce a file count; refused", self.peer)
@@ -219,7 +270,136 @@ class Session:
         )
         return True
 
+    def _authenticate(self, hello: protocol.Hello, raw_hello: bytes, client_nonce: bytes) -> bool:
+        """The challenge-response of docs/protocol.md; True when the session may go on.
+
+        A key on one side only is refused with a clear reply, never downgraded to an
+        unauthenticated session.
+        """
+        key = self.settings.auth_key
+        if key is None:
+            if not hello.auth:
+                return True
+            log.warning("%s: sender offered a shared key; this receiver has none", self.peer)
+            self._reply(
+                Reply(
+                    0,
+                    Status.AUTH_UNSUPPORTED,
+                    "this receiver has no shared key (--auth-key-file) and will not "
+                    "accept an authenticated sender unauthenticated",
+                )
+            )
+            self._linger()
+            return False
+        if not hello.auth:
+            self._authentication_failed(
+                "sender offered no key",
+                "this receiver requires a shared key; give the sender --auth-key-file",
+                Status.AUTH_REQUIRED,
+            )
+            return False
+        server_nonce = auth.new_nonce()
+        challenge = protocol.Challenge(
+            server_nonce, auth.server_proof(key, raw_hello, client_nonce, server_nonce)
+        )
+        self._reply_raw(challenge.encode())
+        try:
+            proof = protocol.decode_auth(self._read_exact(protocol.AUTH_SIZE))
+        except ProtocolError:
+            proof = b""
+        expected = auth.client_proof(key, raw_hello, client_nonce, server_nonce)
+        if not auth.proofs_equal(expected, proof):
+            raise AuthenticationFailed("wrong proof")
+        to_server, to_client = auth.session_macs(key, client_nonce, server_nonce)
+        self._recv_mac = auth.MessageMac(to_server)
+        self._send_mac = auth.MessageMac(to_client)
+        self._authenticated = True
+        self._deadline = None
+        self._set_timeout(self.settings.io_timeout)
+        return True
+
+    def _start_tls(self) -> bool:
+        """Wrap the connection in TLS; a sender speaking camxfer in clear is told so."""
+        assert self.tls is not None
+        self._set_timeout(self.settings.handshake_timeout)
+        try:
+            first = self.sock.recv(1, socket.MSG_PEEK)
+        except (TimeoutError, BlockingIOError) as exc:
+            raise ConnectionClosed("stalled before the TLS handshake") from exc
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        if not first:
+            raise ConnectionClosed("closed by the sender")
+        self._heard = True
+        if first[0] != TLS_HANDSHAKE_BYTE:
+            self._authentication_failed(
+                "sender did not start TLS",
+                "this receiver takes TLS connections only; give the sender --tls-ca",
+                Status.TLS_REQUIRED,
+            )
+            return False
+        try:
+            tls_sock = self.tls.wrap_socket(
+                self.sock, server_side=True, do_handshake_on_connect=False
+            )
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+        self.sock = tls_sock
+        try:
+            tls_sock.do_handshake()
+        except (ssl.SSLError, OSError) as exc:
+            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+            self._authentication_failed(f"TLS handshake failed: {reason}", reply=False)
+            return False
+        self._timeout = None  # a new socket object: set the deadlines again
+        return True
+
+    def _deadline_passed(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _reply_raw(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as exc:
+            raise ConnectionClosed(str(exc)) from exc
+
+    def _authentication_failed(
+        self,
+        reason: str,
+        message: str = "authentication failed",
+        status: Status = Status.AUTH_FAILED,
+        *,
+        reply: bool = True,
+    ) -> None:
+        """Count, log and answer one failure; the answer never says which check failed."""
+        address = self.peer.rsplit(":", 1)[0]
+        count = self.failures.add(address)
+        self.counters.add(errors=1)
+        log.warning(
+            "%s: authentication failed (%s); %d failure(s) from %s so far",
+            self.peer,
+            reason,
+            count,
+            address,
+        )
+        if reply:
+            with contextlib.suppress(ConnectionClosed):
+                self._reply(Reply(0, status, message))
+            self._linger()
+
+    def _check_mac(self, head: bytes, fixed: FixedHeader) -> None:
+        """Read a message's MAC (and a FILE's names, which it covers) and check it."""
+        assert self._recv_mac is not None
+        with_names = fixed.type in (MessageType.FILE, MessageType.MANIFEST)
+        names = self._read_exact(fixed.variable_len) if with_names else b""
+        tag = self._read_exact(protocol.MAC_SIZE)
+        if not self._recv_mac.verify(head + names, tag):
+            raise AuthenticationFailed(f"message {fixed.seq} failed its MAC")
+        self._names = names
+
     def _data_waiting(self) -> bool:
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True  # decrypted already, so the socket itself may look idle
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)
 
@@ -258,7 +438,7 @@ class Session:
                 if fd is not None:
                     os.close(fd)
         try:
-            self.sock.sendall(b"".join(reply.encode() for reply in replies))
+            self.sock.sendall(b"".join(self._encode(reply) for reply in replies))
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
 
@@ -307,11 +487,16 @@ class Session:
             head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
             if protocol.is_manifest(head[0]):
                 self._flush()  # the files it lists must be durable before it is checked
-                self._reply(self._receive_manifest(protocol.decode_manifest_fixed(head)))
+                manifest = protocol.decode_manifest_fixed(head)
+                if self._recv_mac is not None:
+                    self._check_mac(head, manifest)
+                self._reply(self._receive_manifest(manifest))
                 continue
             # Any size is well-formed here; one over this receiver's limit is answered below
             # with TOO_LARGE for that file, so the sender fails it instead of resending it.
             fixed = protocol.decode_fixed(head, max_file_size=protocol.MAX_SIZE_FIELD)
+            if self._recv_mac is not None:
+                self._check_mac(head, fixed)
             if fixed.type == MessageType.END:
                 self._finish(fixed.seq)
                 return
@@ -351,7 +536,7 @@ class Session:
 
     def _receive_file(self, fixed: FixedHeader) -> Unacked:
         """Take one file's name and body into a sealed temp (or refuse it, staying in step)."""
-        name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
+        name, dest = self._take_names(fixed)
 
         def refused(status: Status, message: str) -> Unacked:
             return Unacked(fixed, name, reply=self._refuse(fixed, name, status, message))
@@ -407,8 +592,15 @@ class Session:
         log.debug("%s: landed %s (%d bytes)", self.peer, landed.path, fixed.size)
         return Reply(fixed.seq, Status.OK)
 
+    def _take_names(self, fixed: FixedHeader) -> tuple[str, str]:
+        """A message's name and destination: read by the MAC check already, or read now."""
+        names, self._names = self._names, None
+        if names is None:
+            names = self._read_exact(fixed.variable_len)
+        return protocol.decode_names(fixed, names)
+
     def _receive_manifest(self, fixed: FixedHeader) -> Reply:
-        _name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
+        _name, dest = self._take_names(fixed)
         body = self._read_exact(fixed.size)
         reply = manifest_reply(self.root, self.settings.use_dest_paths, fixed, dest, body)
         if reply.status != Status.OK:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import select
 import socket
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 
-from camxfer import protocol
-from camxfer.errors import TransferError
+from camxfer import auth, protocol
+from camxfer.errors import ProtocolError, TransferError
 from camxfer.protocol import FileHeader, Reply, ReplyParser, Status
 from camxfer.sockets import set_io_timeout
 
@@ -34,6 +35,8 @@ class ConnectionSettings:
     io_timeout: float = 60.0
     sndbuf: int = 0
     rcvbuf: int = 0
+    auth_key: bytes | None = field(default=None, repr=False)  # prove it; MAC every message
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # speak TLS (camxfer.tls)
 
 
 class Connection:
@@ -42,6 +45,8 @@ class Connection:
         self._parser = ReplyParser()
         self._next_seq = 1
         self._lost: str | None = None  # why the connection broke, once it has
+        self._send_mac: auth.MessageMac | None = None  # set by an authenticated handshake
+        self._tls = settings.tls is not None
         try:
             self.sock = socket.create_connection(
                 (settings.host, settings.port), timeout=settings.connect_timeout
@@ -58,8 +63,13 @@ class Connection:
             if settings.rcvbuf:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, settings.rcvbuf)
             set_io_timeout(self.sock, settings.io_timeout)
-            self._send(protocol.encode_hello(announce_count))
-            reply = self.wait_reply()
+            if settings.tls is not None:
+                self.sock = self._start_tls(settings.tls)
+            if settings.auth_key is not None:
+                reply = self._authenticate(settings.auth_key, announce_count)
+            else:
+                self._send(protocol.encode_hello(announce_count))
+                reply = self.wait_reply()
         except BaseException:
             self.sock.close()
             raise
@@ -69,9 +79,91 @@ class Connection:
                 f"receiver {settings.host}:{settings.port} refused: {reply.message}"
             )
 
+    def _start_tls(self, context: ssl.SSLContext) -> ssl.SSLSocket:
+        where = f"{self.settings.host}:{self.settings.port}"
+        try:
+            return context.wrap_socket(self.sock, server_hostname=self.settings.host)
+        except ssl.SSLCertVerificationError as exc:
+            raise HandshakeRefused(
+                f"receiver {where}: its TLS certificate is not trusted ({exc.verify_message})"
+            ) from None
+        except ssl.SSLError as exc:
+            raise HandshakeRefused(
+                f"receiver {where}: TLS handshake failed ({exc.reason or exc}); "
+                "does it run with --tls-cert, and do both ends trust each other's CA?"
+            ) from None
+        except OSError as exc:
+            raise ConnectionLost(f"TLS handshake with {where} failed: {exc}") from exc
+
+    def _authenticate(self, key: bytes, announce_count: int | None) -> Reply:
+        """Prove the key, check the receiver's proof, then set up the MACs (docs/protocol.md)."""
+        where = f"{self.settings.host}:{self.settings.port}"
+        hello = protocol.encode_hello(announce_count, auth=True)
+        client_nonce = auth.new_nonce()
+        self._send(hello + client_nonce)
+        first = self._recv_exact(1)
+        if first[0] == protocol.MessageType.REPLY:  # refused before any challenge
+            return self._read_plain_reply(first)[0]
+        try:
+            challenge = protocol.decode_challenge(
+                first + self._recv_exact(protocol.CHALLENGE_SIZE - 1)
+            )
+        except ProtocolError as exc:
+            raise HandshakeRefused(f"receiver {where}: {exc}") from None
+        expected = auth.server_proof(key, hello, client_nonce, challenge.nonce)
+        if not auth.proofs_equal(expected, challenge.proof):
+            # Whoever answered does not hold our key: send it nothing more.
+            raise HandshakeRefused(
+                f"receiver {where} failed to prove it holds the shared key "
+                "(a different key, or not the receiver we meant)"
+            )
+        proof = auth.client_proof(key, hello, client_nonce, challenge.nonce)
+        self._send(protocol.encode_auth(proof))
+        to_server, to_client = auth.session_macs(key, client_nonce, challenge.nonce)
+        reply, raw = self._read_plain_reply(self._recv_exact(1))
+        if reply.status == Status.AUTH_FAILED:
+            return reply  # not authenticated, so not tagged
+        # From here on every reply carries a MAC; the first one (this reply) included.
+        self._send_mac = auth.MessageMac(to_server)
+        receive_mac = auth.MessageMac(to_client)
+        tag = self._recv_exact(protocol.MAC_SIZE)
+        if not receive_mac.verify(raw, tag):
+            # Both proofs held, so this is damage or tampering on the way: try again.
+            raise ConnectionLost(f"receiver {where}: its reply failed authentication")
+        self._parser = ReplyParser(receive_mac)
+        return reply
+
+    def _recv_exact(self, n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            try:
+                chunk = self.sock.recv(n - len(out))
+            except (BlockingIOError, TimeoutError):
+                raise ConnectionLost("no answer to the handshake in time") from None
+            except ssl.SSLError as exc:
+                raise self._tls_refusal(exc) from None
+            except OSError as exc:
+                raise ConnectionLost(f"receive failed: {exc}") from exc
+            if not chunk:
+                raise ConnectionLost("the receiver closed the connection during the handshake")
+            out += chunk
+        return bytes(out)
+
+    def _read_plain_reply(self, first: bytes) -> tuple[Reply, bytes]:
+        """A reply read whole during the handshake, and its bytes as received."""
+        head = first + self._recv_exact(protocol.REPLY_SIZE - len(first))
+        try:
+            seq, status, message_len = protocol.decode_reply_fixed(head)
+        except ProtocolError as exc:
+            raise HandshakeRefused(f"receiver: {exc}") from None
+        text = self._recv_exact(message_len)
+        return Reply(seq, status, text.decode("utf-8", errors="replace")), head + text
+
     def _send(self, data: bytes, flags: int = 0) -> None:
         try:
             view = memoryview(data)
+            if self._tls:
+                flags = 0  # an SSLSocket takes no send flags
             while view:
                 sent = self.sock.send(view, flags)
                 view = view[sent:]
@@ -89,8 +181,12 @@ class Connection:
         seq = self._next_seq
         self._next_seq += 1
         header = FileHeader(seq, name, dest, size, checksum).encode()
+        if self._send_mac is not None:
+            header += self._send_mac.tag(header)
         self._send(header, socket.MSG_MORE if size else 0)
         sent = 0
+        if self._tls:
+            return self._send_body_tls(fd, size, seq)
         try:
             while sent < size:
                 n = self._sendfile(fd, sent, size - sent)
@@ -103,6 +199,48 @@ class Connection:
             self._send(bytes(size - sent))
         return seq
 
+    def _send_body_tls(self, fd: int, size: int, seq: int) -> int:
+        """Read and send the body: a TLS socket encrypts in user space, so no sendfile."""
+        sent = 0
+        try:
+            while sent < size:
+                data = os.pread(fd, min(size - sent, 1 << 20), sent)
+                if not data:
+                    break  # the file was truncated: pad below, the checksum refuses it
+                self._send(data)
+                sent += len(data)
+        except OSError as exc:
+            raise ConnectionLost(f"send failed: {exc}") from exc
+        if sent < size:
+            self._send(bytes(size - sent))
+        return seq
+
+    def _recv_nowait(self) -> bytes:
+        if not self._tls:
+            return self.sock.recv(65536, socket.MSG_DONTWAIT)
+        # An SSLSocket takes no recv flags; non-blocking for this one call instead. Kernel
+        # deadlines (SO_RCVTIMEO) survive setblocking(True).
+        self.sock.setblocking(False)
+        try:
+            return self.sock.recv(65536)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+        except ssl.SSLError as exc:
+            raise self._tls_refusal(exc) from None
+        finally:
+            self.sock.setblocking(True)
+
+    def _tls_refusal(self, exc: ssl.SSLError) -> Exception:
+        """A TLS alert from the receiver is a refusal (TLS 1.3 sends the one about our client
+        certificate only after the handshake); anything else is a broken link, retried."""
+        where = f"{self.settings.host}:{self.settings.port}"
+        if "ALERT" in (exc.reason or ""):
+            return HandshakeRefused(
+                f"receiver {where} refused the TLS connection ({exc.reason}); "
+                "does it want a client certificate (--tls-cert/--tls-key) from another CA?"
+            )
+        return ConnectionLost(f"receive failed: {exc}")
+
     def _sendfile(self, fd: int, offset: int, count: int) -> int:
         try:
             return os.sendfile(self.sock.fileno(), fd, offset, count)
@@ -114,13 +252,18 @@ class Connection:
         """Send a MANIFEST message; returns the sequence number its reply will carry."""
         seq = self._next_seq
         self._next_seq += 1
-        self._send(protocol.encode_manifest(seq, dest, body))
+        message = protocol.encode_manifest(seq, dest, body)
+        if self._send_mac is not None:  # the MAC covers the header and destination
+            head = protocol.FILE_HEADER_SIZE + len(dest.encode("utf-8"))
+            message = message[:head] + self._send_mac.tag(message[:head]) + message[head:]
+        self._send(message)
         return seq
 
     def send_end(self) -> int:
         seq = self._next_seq
         self._next_seq += 1
-        self._send(protocol.encode_end(seq))
+        end = protocol.encode_end(seq)
+        self._send(end + self._send_mac.tag(end) if self._send_mac is not None else end)
         return seq
 
     def poll_replies(self) -> list[Reply]:
@@ -135,16 +278,22 @@ class Connection:
         replies: list[Reply] = []
         while True:
             try:
-                data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+                data = self._recv_nowait()
             except (BlockingIOError, InterruptedError):
                 return replies
             except OSError as exc:
                 self._lost = f"receive failed: {exc}"
             else:
-                if data:
-                    replies.extend(self._parser.feed(data))
-                    continue
-                self._lost = "the receiver closed the connection"
+                if not data:
+                    self._lost = "the receiver closed the connection"
+                else:
+                    try:
+                        replies.extend(self._parser.feed(data))
+                        continue
+                    except ProtocolError as exc:
+                        # A reply that fails its MAC was forged or damaged on the way: none
+                        # of what follows can be trusted, so everything unacked is resent.
+                        self._lost = str(exc)
             if replies:
                 return replies
             raise ConnectionLost(self._lost)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -38,6 +39,8 @@ class SendOptions:
     # Names known to have landed already (a repeated trigger): final at once, never resent.
     already_landed: frozenset[str] = frozenset()
     verbose: bool = False
+    auth_key: bytes | None = field(default=None, repr=False)  # the shared key, when configured
+    tls: ssl.SSLContext | None = field(default=None, repr=False)  # TLS to the receiver
 
     @property
     def stable_s(self) -> float:

@@ -129,7 +129,14 @@ class ConnectionWorker(threading.Thread):
         self.stop_taking = stop_taking
         self.abandon = abandon
         self.settings = ConnectionSettings(
-            opts.host, opts.port, opts.connect_timeout, opts.ack_timeout, opts.sndbuf, opts.rcvbuf
+            opts.host,
+            opts.port,
+            opts.connect_timeout,
+            opts.ack_timeout,
+            opts.sndbuf,
+            opts.rcvbuf,
+            auth_key=opts.auth_key,
+            tls=opts.tls,
         )
         self._buffer = bytearray(READ_BUFFER_BYTES)
         self._conn: Connection | None = None

@@ -58,6 +58,18 @@ options:
     description: Only list the events the server knows and their states; sends nothing.
     type: bool
     default: false
+  curve_secret_file:
+    description:
+      - This client's CURVE secret key file (C(NAME.key_secret) from
+        C(camxfer keygen --curve DIR NAME), mode 0600) on the host the module runs on.
+      - Needed when the trigger server runs with C(--zmq-curve-secret); its C(NAME.key) must be
+        in the server's C(--zmq-curve-clients) folder. Requires O(curve_server_public_file).
+    type: path
+  curve_server_public_file:
+    description:
+      - The trigger server's CURVE public key file (its C(NAME.key)). A server holding another
+        key gets nothing from this client, which then fails with "no reply".
+    type: path
 notes:
   - Check mode is supported; a trigger is not sent in check mode (the result says it would
     be), while O(event) and O(list_events) only read and run as usual.
@@ -75,6 +87,8 @@ EXAMPLES = r"""
     frame_id: frame_camera01_000046836.jpg
     ball_id: ball_001
     timeout: 600
+    curve_secret_file: /etc/camxfer/curve/trigger-client.key_secret
+    curve_server_public_file: /etc/camxfer/curve/trigger-server.key
   vars:
     ansible_python_interpreter: /opt/camxfer/venv/bin/python
   register: camxfer_trigger_result
@@ -125,6 +139,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 
 try:
     from camxfer.errors import CamxferError
+    from camxfer.fleet.curve import CurveClientKeys
     from camxfer.fleet.trigger_client import TriggerClient
 except ImportError:
     CAMXFER_IMPORT_ERROR = traceback.format_exc()
@@ -160,8 +175,13 @@ def run_module():
             "fail_on_incomplete": {"type": "bool", "default": True},
             "event": {"type": "str"},
             "list_events": {"type": "bool", "default": False},
+            "curve_secret_file": {"type": "path"},
+            "curve_server_public_file": {"type": "path"},
         },
-        required_together=[("frame_id", "ball_id")],
+        required_together=[
+            ("frame_id", "ball_id"),
+            ("curve_secret_file", "curve_server_public_file"),
+        ],
         mutually_exclusive=[("frame_id", "event", "list_events")],
         required_one_of=[("frame_id", "event", "list_events")],
         supports_check_mode=True,
@@ -175,8 +195,13 @@ def run_module():
         )
     params = module.params
     endpoint = f"{params['host']}:{params['port']}"
-    client = TriggerClient(params["host"], params["port"], timeout=params["reply_timeout"])
+    curve = None
+    if params["curve_secret_file"]:
+        curve = CurveClientKeys(params["curve_secret_file"], params["curve_server_public_file"])
     try:
+        client = TriggerClient(
+            params["host"], params["port"], timeout=params["reply_timeout"], curve=curve
+        )
         if params["list_events"]:
             reply = client.request({"list": True})
             if not reply.get("ok"):

@@ -7,7 +7,9 @@ trigger.yml sends a trigger and checks every frame landed byte-identical; a seco
 
 The inventory is used as it is, except that its folders and ports are moved (extra vars) into
 this test's own temporary folder and free ports, so a local fleet someone is running, or another
-test session, is never touched.
+test session, is never touched; and the fleet gets a shared key and CURVE keys (made with
+camxfer's own key commands) and TLS certificates, so every transfer here is authenticated
+and encrypted end to end.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from camxfer.auth import write_key
+from camxfer.fleet.curve import create_keypair
 from camxfer.manifest import MANIFEST_NAME
 from tests.fleet.helpers import (
     BIN,
@@ -31,6 +35,7 @@ from tests.fleet.helpers import (
     listening,
     play,
 )
+from tests.integration.security_helpers import make_pki
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -57,6 +62,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, install_vars: dict) -> Itera
     root = tmp_path_factory.mktemp("local-fleet")
     base_port = free_port_run(len(CAMERAS))
     trigger_port = free_port_run(1, start=base_port + 10)
+    keys = root / "controller-keys"
+    keys.mkdir()
+    write_key(keys / "auth.key")
+    server_public, server_secret = create_keypair(keys, "trigger-server")
+    client_public, client_secret = create_keypair(keys, "operator")
+    pki = make_pki(keys / "pki")
     extra_vars = {
         **install_vars,
         "camxfer_root": str(root / "opt"),
@@ -74,6 +85,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, install_vars: dict) -> Itera
         "camxfer_frames_max_mb": 0.1,
         "camxfer_frames_width": 640,
         "camxfer_frames_height": 480,
+        "camxfer_auth_key_src": str(keys / "auth.key"),
+        "camxfer_trigger_curve_secret_src": str(server_secret),
+        "camxfer_trigger_curve_public_src": str(server_public),
+        "camxfer_trigger_curve_client_keys_src": [str(client_public)],
+        "camxfer_trigger_curve_client_secret_src": str(client_secret),
+        "camxfer_receiver_tls_cert_src": str(pki.server_cert),
+        "camxfer_receiver_tls_key_src": str(pki.server_key),
+        "camxfer_trigger_tls_ca_src": str(pki.ca),
     }
     fleet = LocalFleet(root, extra_vars, base_port, trigger_port)
     try:
@@ -114,7 +133,19 @@ def test_site_installs_and_starts_every_service(fleet: LocalFleet) -> None:
         "port": fleet.base_port + 1,
     }
     for unit in ("camxfer-receiver.service", "camxfer-trigger.service"):
-        assert "ExecStart=" in (fleet.root / "systemd" / unit).read_text()
+        exec_start = (fleet.root / "systemd" / unit).read_text()
+        assert f"--auth-key-file {fleet.root}/etc/auth.key" in exec_start
+    trigger_unit = (fleet.root / "systemd" / "camxfer-trigger.service").read_text()
+    assert "--zmq-curve-clients" in trigger_unit and "--tls-ca" in trigger_unit
+    assert "--tls-cert" in (fleet.root / "systemd" / "camxfer-receiver.service").read_text()
+    etc = fleet.root / "etc"
+    for secret in (
+        etc / "auth.key",
+        etc / "curve" / "server.key_secret",
+        etc / "tls" / "receiver.key",
+    ):
+        assert secret.stat().st_mode & 0o777 == 0o600, secret
+    assert sorted(p.name for p in (etc / "curve" / "clients").iterdir()) == ["operator.key"]
     for index in range(len(CAMERAS)):
         assert listening("127.0.0.1", fleet.base_port + index)
     assert listening("127.0.0.1", fleet.trigger_port)

@@ -275,3 +275,21 @@ def test_config_argument_defaults_to_the_file_in_the_current_folder() -> None:
     assert parser.parse_args([]).config == Path(DEFAULT_CONFIG_NAME)
     assert parser.parse_args(["--config", "/etc/x.json"]).config == Path("/etc/x.json")
     assert "camera_config.json in the current folder" in " ".join(parser.format_help().split())
+
+
+def test_auth_key_file_is_read_relative_to_the_config_folder(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        {"cam1": {"auth_key_file": "keys/auth.key"}, "cam2": {"auth_key_file": None}, "cam3": {}},
+    )
+
+    first, second, third = load_config(path).cameras
+
+    assert first.auth_key_file == tmp_path / "keys" / "auth.key"
+    assert second.auth_key_file is None and third.auth_key_file is None
+
+
+@pytest.mark.parametrize("value", [7, "", ["a"], True])
+def test_a_wrong_auth_key_file_is_one_clear_error(tmp_path: Path, value: object) -> None:
+    message = config_error(write(tmp_path, {"cam1": {"auth_key_file": value}}))
+    assert "camera 'cam1', field 'auth_key_file': must be a key file path" in message
