@@ -30,6 +30,9 @@ from camxfer.protocol import new_hasher
 # One path component: no leading dot (so no '.', '..' or hidden files), no separators, no NUL.
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@=,-]{0,254}")
 TEMP_PREFIX = ".camxfer-tmp-"
+# The checksum a landed file was verified against, kept on the file itself, so a manifest can
+# be checked later without reading every file again (filesystems without user xattrs: re-read).
+CHECKSUM_XATTR = "user.camxfer.xxh3-128"
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)-\d+$")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -229,6 +232,8 @@ class FileLanding:
         except BaseException:
             self.abort()
             raise
+        with contextlib.suppress(OSError):  # no user xattrs here: manifests re-read the file
+            os.setxattr(self._fd, CHECKSUM_XATTR, self.checksum)
         self._sealed = True
 
     def commit(self, dir_syncs: list[int] | None = None, *, data_synced: bool = False) -> Landed:
@@ -339,6 +344,14 @@ def sync_sealed(landings: list[FileLanding]) -> bool:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
     return True
+
+
+def landed_checksum(fd: int) -> bytes | None:
+    """The checksum this file was verified against when it landed, if the receiver recorded it."""
+    try:
+        return os.getxattr(fd, CHECKSUM_XATTR)
+    except OSError:
+        return None
 
 
 def _same_content(dir_fd: int, name: str, size: int, checksum: bytes) -> bool:

@@ -2,10 +2,11 @@
 
 The receiver trusts nothing in a manifest it has not checked: every entry (the sender's and
 those of the manifest already in the folder) is kept only when a regular file of that name,
-size and XXH3-128 is there now, read through the landing root's directory descriptors (no
-symlink is followed). The result replaces `MANIFEST_NAME` in the destination folder with
-`landing.replace_file`, under an exclusive lock on the folder so two senders finishing at once
-(one per receiver worker process) cannot lose each other's entries.
+size and XXH3-128 (as recorded when it landed, else read again) is there now, read through
+the landing root's directory descriptors (no symlink is followed). The result replaces
+`MANIFEST_NAME` in the destination folder with `landing.replace_file`, under an exclusive lock
+on the folder so two senders finishing at once (one per receiver worker process) cannot lose
+each other's entries.
 
 Not here: the wire format (`protocol`), the document itself (`camxfer.manifest`).
 """
@@ -34,7 +35,13 @@ from camxfer.manifest import (
     parse_manifest,
 )
 from camxfer.protocol import FixedHeader, Reply, Status, new_hasher
-from camxfer.recv.landing import LandingRoot, replace_file, resolve_folder, split_relative
+from camxfer.recv.landing import (
+    LandingRoot,
+    landed_checksum,
+    replace_file,
+    resolve_folder,
+    split_relative,
+)
 
 log = logging.getLogger("camxfer.recv")
 
@@ -122,9 +129,10 @@ def _verified(
 ) -> tuple[dict[str, FileEntry], list[tuple[str, str]]]:
     """The entries whose file is whole on disk now (landed time filled in), and the others.
 
-    Entries in `rehash` (this sender's) are read and hashed; the others were hashed when they
-    were first listed, and are checked for presence and size only, so a folder that many runs
-    share does not cost a re-read of all its files at every run's end.
+    Entries in `rehash` (this sender's) are checked against the checksum recorded when the file
+    landed (`landed_checksum`), or read and hashed where none was recorded; the others were
+    checked when they were first listed, and are checked for presence and size only, so a
+    folder that many runs share does not cost a re-read of all its files at every run's end.
     """
     kept: dict[str, FileEntry] = {}
     dropped: list[tuple[str, str]] = []
@@ -158,6 +166,11 @@ def _check_file(
         if info.st_size != entry.size:
             return f"size is {info.st_size}, not {entry.size}", 0.0
         if not rehash:
+            return None, info.st_mtime
+        recorded = landed_checksum(fd)
+        if recorded is not None:  # verified when it landed: no need to read it again
+            if recorded.hex() != entry.checksum:
+                return "content differs from its checksum", 0.0
             return None, info.st_mtime
         hasher = new_hasher()
         while chunk := os.read(fd, _READ_BYTES):

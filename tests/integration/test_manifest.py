@@ -21,6 +21,7 @@ import pytest
 import xxhash
 
 from camxfer.manifest import FileEntry, Manifest, RunRecord, parse_manifest
+from camxfer.recv.landing import CHECKSUM_XATTR
 from camxfer.send.manifest import ManifestNotLanded, deliver_manifest
 from camxfer.send.options import SendOptions
 from tests.conftest import (
@@ -154,6 +155,31 @@ def test_receiver_lists_only_files_it_finds_whole(receivers, src: Path, out: Pat
     assert set(unverified) == {"frame_never_sent.jpg", "frame_camera01_000000002.jpg"}
     assert unverified["frame_never_sent.jpg"] == "unverified: not found"
     assert "checksum" in unverified["frame_camera01_000000002.jpg"]
+
+
+def test_manifest_checks_landed_files_by_their_recorded_checksum(
+    receivers, src: Path, out: Path
+) -> None:
+    """Landed files carry the checksum they were verified against; a file that did not come
+    through the receiver has none, so the manifest check reads it again and catches a lie."""
+    make_frames(src, 2, size=5000)
+    receiver = receivers(out, "--use-dest-paths")
+    assert run_sender(src, receiver.port, "--once", "--dest-path", "ev").returncode == 0
+    folder = out / "ev"
+    real = load_manifest(folder).files
+    for name, entry in real.items():
+        assert os.getxattr(folder / name, CHECKSUM_XATTR).hex() == entry.checksum
+    planted = folder / "frame_planted.jpg"
+    planted.write_bytes(b"p" * 5000)
+    claim = FileEntry(planted.name, 5000, "2" * 32)
+    opts = SendOptions(src_dir=src, port=receiver.port, dest_path="ev")
+    answer = deliver_manifest(
+        opts, Manifest(files={planted.name: claim}, runs=[RunRecord(started="s", ended="e")])
+    )
+    assert "1 unverified" in answer
+    landed = load_manifest(folder)
+    assert planted.name not in landed.files
+    assert "checksum" in {s.name: s.reason for s in landed.runs[-1].unverified}[planted.name]
 
 
 @pytest.mark.parametrize(
