@@ -6,7 +6,13 @@ import argparse
 import logging
 import sys
 
-from camxfer.cli.common import positive_int, stop_on_signals
+from camxfer import metrics
+from camxfer.cli.common import (
+    add_metrics_arguments,
+    metrics_settings,
+    positive_int,
+    stop_on_signals,
+)
 from camxfer.errors import ExitCode, UsageError
 from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
@@ -51,6 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reuseport", action="store_true", help="give each worker its own SO_REUSEPORT socket"
     )
     p.add_argument("--verbose", action="store_true", help="log every file landed")
+    add_metrics_arguments(p, "every receiver it runs, added up (labelled by camera)")
     p.set_defaults(handler=run)
 
 
@@ -78,7 +85,7 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             argv.append("--reuseport")
         if args.verbose:
             argv.append("--verbose")
-        children.append(Child(f"receiver {camera.name} :{camera.port}", argv))
+        children.append(Child(f"receiver {camera.name} :{camera.port}", argv, tag=camera.name))
     if not children:
         raise UsageError("no cameras to run receivers for")
     return children
@@ -86,9 +93,17 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("receivers", verbose=args.verbose)
-    supervisor = Supervisor(receiver_children(args))
-
-    stop_on_signals(supervisor.stop_event, "every receiver")
-    supervisor.run()
+    with metrics.served(metrics_settings(args)) as recorder:
+        # The receivers it starts inherit CAMXFER_METRICS_DIR and record into its folder.
+        supervisor = Supervisor(
+            receiver_children(args),
+            on_restart=(
+                (lambda child: recorder.receiver_restarts.labels(child.tag).inc())
+                if recorder is not None
+                else None
+            ),
+        )
+        stop_on_signals(supervisor.stop_event, "every receiver")
+        supervisor.run()
     log.info("stopped")
     return ExitCode.OK

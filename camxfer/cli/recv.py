@@ -6,7 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from camxfer.cli.common import port_number, positive_int, stop_on_signals
+from camxfer import metrics
+from camxfer.cli.common import (
+    add_metrics_arguments,
+    metrics_settings,
+    port_number,
+    positive_int,
+    stop_on_signals,
+)
 from camxfer.errors import ExitCode
 from camxfer.logs import setup_logging
 from camxfer.recv.server import ListenSettings, ReceiverServer
@@ -105,6 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "handshake (default: 30)",
     )
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
+    add_metrics_arguments(parser, "this receiver (every worker process)")
     parser.set_defaults(handler=run)
 
 
@@ -130,15 +138,16 @@ def run(args: argparse.Namespace) -> int:
     server = ReceiverServer(settings, listen)
 
     stop_on_signals(server.stop, "the receiver")
-    server.serve(
-        on_ready=lambda: log.info(
-            "listening on %s:%d, %d worker(s), landing under %s%s",
-            args.listen_ip,
-            args.port,
-            args.workers,
-            settings.out_dir,
-            " (destination paths on)" if args.use_dest_paths else "",
+    with metrics.served(metrics_settings(args)):
+        server.serve(
+            on_ready=lambda: log.info(
+                "listening on %s:%d, %d worker(s), landing under %s%s",
+                args.listen_ip,
+                args.port,
+                args.workers,
+                settings.out_dir,
+                " (destination paths on)" if args.use_dest_paths else "",
+            )
         )
-    )
     log.info("stopped")
     return ExitCode.OK

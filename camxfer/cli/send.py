@@ -6,13 +6,23 @@ import argparse
 import json
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
-from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
+from camxfer import metrics, progress
+from camxfer.cli.common import (
+    add_metrics_arguments,
+    add_progress_arguments,
+    metrics_settings,
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_int,
+)
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
+from camxfer.send.observe import SendProgress
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 from camxfer.send.sender import SendRun
@@ -199,6 +209,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print one JSON object with the run's statistics at the end",
     )
     run_group.add_argument("--verbose", action="store_true", help="log every file sent")
+    add_progress_arguments(p, auto_note=" (off with --json-stats)")
+    add_metrics_arguments(p, "this sender")
     p.set_defaults(handler=run)
 
 
@@ -253,10 +265,22 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    progress = None if args.json_stats else _progress_printer()
-    sender = SendRun(opts, stop=stop, abandon=abandon, progress=progress)
+    view = progress.make_view(
+        args.progress,
+        sys.stderr,
+        interval=args.progress_interval,
+        emit=log.info,
+        quiet_default=args.json_stats,
+    )
+    observer = _ProgressObserver(view) if view is not None else None
+    sender = SendRun(opts, stop=stop, abandon=abandon, observer=observer)
     try:
-        report = sender.run()
+        with metrics.served(metrics_settings(args)), progress.keep_logs_above(view):
+            try:
+                report = sender.run()
+            finally:
+                if view is not None:
+                    view.close()
     except TransferError as exc:
         # A run that ends in a fatal error (the receiver refused us) still owes a script its
         # one JSON object, saying what did get sent and why the run stopped.
@@ -272,9 +296,19 @@ def run(args: argparse.Namespace) -> int:
     return ExitCode.OK if report.ok else ExitCode.FAILED
 
 
-def _progress_printer() -> Callable[[SendReport], None]:
-    def show(report: SendReport) -> None:
-        if report.files:
-            log.info("progress: %s", report.summary_line())
+class _ProgressObserver:
+    """Feeds a sender run's snapshots to a progress view."""
 
-    return show
+    def __init__(self, view: progress.View) -> None:
+        self.view = view
+
+    def tick(self, snapshot: SendProgress, report: SendReport) -> None:
+        self.view.show(
+            progress.Figures(
+                files=snapshot.files,
+                expected=snapshot.expected,
+                bytes=snapshot.bytes,
+                failed=snapshot.failed,
+                seconds=snapshot.seconds,
+            )
+        )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
+from camxfer import metrics
 from camxfer.errors import TransferError
 from camxfer.recv.landing import LandingRoot, remove_stale_temps
 from camxfer.recv.session import ReceiverSettings, Session, SessionCounters
@@ -227,6 +228,8 @@ class ReceiverServer:
                     continue
                 removed = remove_stale_temps(self.settings.out_dir, only_pids={process.pid})
                 self.restarts += 1
+                if (recorder := metrics.recorder()) is not None:
+                    recorder.worker_restarts.inc()
                 log.warning(
                     "worker %d (pid %d) died with status %s; removed %d temporaries; "
                     "restarting (restart #%d)",

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camxfer import protocol
+from camxfer import metrics, protocol
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv.landing import (
@@ -95,6 +95,11 @@ class Session:
         self.received = 0
         self._timeout: float | None = None
         self._pending: list[tuple[Reply, int | None]] = []  # replies waiting for a flush
+        # Metrics (None when off): landed files waiting for their ack, with their start time.
+        self._metrics = metrics.recorder()
+        self._durable: list[tuple[float, str]] = []
+        self._camera = "-"
+        self._closed_because = "the sender ended the session"
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
@@ -128,6 +133,8 @@ class Session:
 
     # --- protocol ----------------------------------------------------------------------------
     def run(self) -> None:
+        if self._metrics:
+            self._metrics.receiver_connections.inc()
         try:
             if self._handshake():
                 self._serve_messages()
@@ -140,9 +147,9 @@ class Session:
                     self.announced,
                     exc,
                 )
-            else:
-                log.debug("%s: connection ended (%s)", self.peer, exc)
+            self._closed_because = str(exc)
         except ProtocolError as exc:
+            self._closed_because = f"protocol error: {exc}"
             log.warning("%s: protocol error, closing: %s", self.peer, exc)
             self.counters.add(errors=1)
             with contextlib.suppress(ConnectionClosed):
@@ -153,6 +160,14 @@ class Session:
                 if fd is not None:
                     os.close(fd)
             self.sock.close()
+            if self._metrics:
+                self._metrics.receiver_connections.dec()
+            log.info(
+                "%s: connection closed (%s) after %d files",
+                self.peer,
+                self._closed_because,
+                self.received,
+            )
 
     def _linger(self) -> None:
         """Half-close after an error reply and discard what the peer still sends, briefly.
@@ -200,8 +215,8 @@ class Session:
             return False
         self.announced = hello.count
         self._reply(Reply(0, Status.OK, f"camxfer/{protocol.VERSION}"))
-        log.debug(
-            "%s: connected%s",
+        log.info(
+            "%s: connection opened%s",
             self.peer,
             f", announcing {hello.count} files" if hello.count is not None else "",
         )
@@ -238,6 +253,16 @@ class Session:
             self.sock.sendall(b"".join(out))
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
+        if self._durable:
+            self._observe_durable()
+
+    def _observe_durable(self) -> None:
+        """Per landed file, header received -> durable and acknowledged (once per flush)."""
+        assert self._metrics is not None
+        now = time.monotonic()
+        for started, camera in self._durable:
+            self._metrics.durable_seconds.labels(camera).observe(now - started)
+        self._durable.clear()
 
     def _serve_messages(self) -> None:
         while True:
@@ -304,6 +329,11 @@ class Session:
 
     def _receive_file(self, fixed: FixedHeader, dir_syncs: list[int]) -> Reply:
         name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
+        started = time.monotonic()
+        if self._metrics:
+            self._camera = self._metrics.camera(
+                metrics.camera_from_destination(dest, self.settings.out_dir.name)
+            )
         try:
             if dest and not self.settings.use_dest_paths:
                 self._drain(fixed.size)
@@ -341,6 +371,8 @@ class Session:
             return self._refuse(
                 fixed, name, _status_for(exc), f"cannot land {name}: {exc.strerror}"
             )
+        if self._metrics:
+            self._count_landed(fixed.size, landed.status == "duplicate", started)
         if landed.status == "duplicate":
             self.counters.add(duplicates=1)
             log.debug("%s: %s already landed, identical", self.peer, landed.path)
@@ -348,6 +380,15 @@ class Session:
         self.counters.add(files=1, nbytes=fixed.size)
         log.debug("%s: landed %s (%d bytes)", self.peer, landed.path, fixed.size)
         return Reply(fixed.seq, Status.OK)
+
+    def _count_landed(self, size: int, duplicate: bool, started: float) -> None:
+        assert self._metrics is not None
+        if duplicate:
+            self._metrics.received_duplicates.labels(self._camera).inc()
+        else:
+            self._metrics.received_files.labels(self._camera).inc()
+            self._metrics.received_bytes.labels(self._camera).inc(size)
+        self._durable.append((started, self._camera))
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
         remaining = size
@@ -363,6 +404,8 @@ class Session:
 
     def _refuse(self, fixed: FixedHeader, name: str, status: Status, message: str) -> Reply:
         self.counters.add(errors=1)
+        if self._metrics:
+            self._metrics.receive_failures.labels(self._camera, status.name.lower()).inc()
         log.warning("%s: %s refused: %s", self.peer, name, message)
         return Reply(fixed.seq, status, message)
 

@@ -56,6 +56,11 @@ class WorkQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def queued(self) -> int:
+        """Files waiting in every lane (for progress and metrics)."""
+        with self._cond:
+            return sum(len(lane) for lane in self._lanes)
+
     def pending(self, lane: int) -> int:
         with self._cond:
             return len(self._lanes[lane % len(self._lanes)])
