@@ -11,7 +11,10 @@ import threading
 import time
 from pathlib import Path
 
+from camxfer import metrics
 from camxfer.cli.common import (
+    add_metrics_arguments,
+    metrics_settings,
     non_negative_float,
     non_negative_int,
     port_number,
@@ -119,6 +122,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="connections per camera unless the camera sets conns (default: %(default)s)",
     )
     both.add_argument("--verbose", action="store_true", help="log every file sent")
+    add_metrics_arguments(
+        p, "the trigger server, or of every sender started in direct mode (by camera)"
+    )
     p.set_defaults(handler=run)
 
 
@@ -134,8 +140,15 @@ def run(args: argparse.Namespace) -> int:
     if args.zmq:
         if args.detach or args.once:
             raise UsageError("--zmq serves triggers; it does not take --detach or --once")
-        return _serve_triggers(args)
-    return _direct(args)
+        with metrics.served(metrics_settings(args)):
+            return _serve_triggers(args)
+    if args.detach and args.metrics_port is not None:
+        raise UsageError(
+            "--metrics-port cannot serve detached senders (they outlive this command); "
+            "run them in the foreground under a service manager, or use --zmq"
+        )
+    with metrics.served(metrics_settings(args)):
+        return _direct(args)
 
 
 def _serve_triggers(args: argparse.Namespace) -> int:

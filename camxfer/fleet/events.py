@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from camxfer import metrics
 from camxfer.errors import CamxferError
 from camxfer.fleet.config import CameraConfig
 from camxfer.frames import frame_name
@@ -109,6 +110,8 @@ class Event:
             if self.running:
                 return
             self.attempt += 1
+            if (recorder := metrics.recorder()) is not None:
+                recorder.events_running.inc()
             self.ended = None
             self.started = time.time()
             for run in self.runs:
@@ -166,6 +169,9 @@ class Event:
                 run.thread.join()
         self.ended = time.time()
         status = self.status()
+        if (recorder := metrics.recorder()) is not None:
+            recorder.events_running.dec()
+            recorder.events.labels(status["state"]).inc()
         log.info(
             "event %s %s: %s",
             self.id,
