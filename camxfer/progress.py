@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 Mode = Literal["auto", "bar", "lines", "off"]
 MODES = ("auto", "bar", "lines", "off")
 DEFAULT_INTERVAL = 5.0  # seconds between plain progress lines
+FALLBACK_COLUMNS = 100
+FALLBACK_ROWS = 24
 
 
 @dataclass(frozen=True)
@@ -76,16 +79,20 @@ class BarView:
     """A tqdm bar; figures come from outside (we set n and total ourselves)."""
 
     def __init__(self, stream: IO[str], label: str) -> None:
+        # A terminal that reports no size (a fresh pty) would get a bar of width 0.
+        sized = _columns(stream) > 0
         self.bar = tqdm(
             total=None,
             desc=label or None,
             unit="file",
             file=stream,
-            dynamic_ncols=True,
+            dynamic_ncols=sized,
+            ncols=None if sized else FALLBACK_COLUMNS,
+            nrows=None if sized else FALLBACK_ROWS,  # tqdm hides bars below row `nrows`
             leave=True,
             mininterval=0.2,
             bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} files "
-            "[{elapsed}<{remaining}] {postfix}",
+            "[{elapsed}<{remaining}{postfix}]",
         )
         self._format_set = False
 
@@ -93,7 +100,7 @@ class BarView:
         bar = self.bar
         if figures.expected is None and not self._format_set:
             # Without a total tqdm cannot draw a bar or an ETA: count instead.
-            bar.bar_format = "{desc}{n_fmt} files [{elapsed}] {postfix}"
+            bar.bar_format = "{desc}{n_fmt} files [{elapsed}{postfix}]"
             self._format_set = True
         if figures.expected is not None:
             bar.total = figures.expected
@@ -179,6 +186,13 @@ def keep_logs_above(view: View | None) -> Iterator[None]:
             yield
     else:
         yield
+
+
+def _columns(stream: IO[str]) -> int:
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _isatty(stream: IO[str]) -> bool:

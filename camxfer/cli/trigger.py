@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 
-from camxfer.cli.common import non_negative_float, port_number
+from camxfer import progress
+from camxfer.cli.common import add_progress_arguments, non_negative_float, port_number
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.fleet.trigger_client import EventStillRunning, TriggerClient
 
@@ -57,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how long to wait for each reply before retrying (default: 5)",
     )
     p.add_argument("--json", action="store_true", help="print the final reply or status as JSON")
+    add_progress_arguments(p, auto_note=" (with --wait)")
     p.set_defaults(handler=run)
 
 
@@ -72,18 +76,24 @@ def _summary(status: dict) -> str:
     return "\n".join(lines)
 
 
-def _progress(status: dict) -> None:
-    if not sys.stderr.isatty():
-        return
-    totals = status.get("totals", {})
-    if totals:
-        print(
-            f"\r{status['event']}: {totals['landed']}/{totals['asked']} frames, "
-            f"{totals['bytes'] / 1e6:.0f} MB",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+def _show_status(view: progress.View) -> Callable[[dict], None]:
+    """An on_status callback feeding the event's totals to a progress view."""
+    started = time.monotonic()  # our clock: the server's may be another host's
+
+    def show(status: dict) -> None:
+        totals = status.get("totals")
+        if totals:
+            view.show(
+                progress.Figures(
+                    files=totals["landed"],
+                    expected=totals["asked"],
+                    bytes=totals["bytes"],
+                    failed=totals["missing"] + totals["failed"],
+                    seconds=time.monotonic() - started,
+                )
+            )
+
+    return show
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,9 +111,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"camxfer trigger: refused: {reply.get('error')}", file=sys.stderr)
             return ExitCode.FAILED
         if args.wait and event:
-            reply = client.wait(event, timeout=args.timeout, on_status=_progress)
-            if sys.stderr.isatty():
-                print(file=sys.stderr)
+            view = progress.make_view(
+                args.progress, sys.stderr, label=event, interval=args.progress_interval
+            )
+            try:
+                reply = client.wait(
+                    event, timeout=args.timeout, on_status=_show_status(view) if view else None
+                )
+            finally:
+                if view is not None:
+                    view.close()
             if not reply.get("ok"):  # e.g. the server restarted and forgot the event
                 print(f"camxfer trigger: event {event}: {reply.get('error')}", file=sys.stderr)
                 return ExitCode.FAILED
