@@ -216,7 +216,7 @@ class Session:
         self.announced = hello.count
         self._reply(Reply(0, Status.OK, f"camxfer/{protocol.VERSION}"))
         log.info(
-            "%s: connection opened%s",
+            "%s: connected%s",
             self.peer,
             f", announcing {hello.count} files" if hello.count is not None else "",
         )

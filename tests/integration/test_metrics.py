@@ -52,8 +52,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def worker_pids_that_served(log: str) -> set[str]:
-    """Pids of the receiver processes that logged an opened connection."""
-    return set(re.findall(r"camxfer recv\[(\d+)\] INFO [^ ]+: connection opened", log))
+    """Pids of the receiver processes that logged a connection."""
+    return set(re.findall(r"camxfer recv\[(\d+)\] INFO [^ ]+: connected", log))
 
 
 def test_receiver_counters_add_up_across_workers_and_survive_a_killed_worker(
