@@ -37,9 +37,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="trigger server address (default: %(default)s)"
     )
     p.add_argument("--port", type=port_number, default=5555, help="ZMQ port (default: %(default)s)")
-    p.add_argument("--frame-id", help="first frame of the event, e.g. frame_camera01_000046836.jpg")
-    p.add_argument("--ball-id", help="event name; frames land in <dest_path>/<ball_id>/<camera>/")
-    p.add_argument("--status", metavar="EVENT", help="only ask for an event's status")
+    p.add_argument(
+        "--frame-id",
+        help="first frame of the event, e.g. frame_camera01_000046836.jpg "
+        "(required unless --status)",
+    )
+    p.add_argument(
+        "--ball-id",
+        help="event name; frames land in <dest_path>/<ball_id>/<camera>/ "
+        "(required unless --status)",
+    )
+    p.add_argument(
+        "--status",
+        metavar="EVENT",
+        help="only ask for an event's status, e.g. ball_001-46836 (default: send a trigger)",
+    )
     p.add_argument(
         "--wait",
         action="store_true",
