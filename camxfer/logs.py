@@ -16,6 +16,9 @@ from pathlib import Path
 
 ROTATE_BYTES = 10 * 1024 * 1024
 ROTATE_KEEP = 5
+# Fields a log call may attach with extra={...}: JSON lines carry them as keys of their own,
+# so a log shipper can filter on "event": "file_failed" without parsing the message.
+FIELDS = ("event", "peer", "camera", "file", "reason", "bytes", "files", "worker", "restarts")
 
 
 @dataclass
@@ -43,6 +46,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key in FIELDS:
+            if key in record.__dict__:
+                entry[key] = record.__dict__[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)

@@ -179,6 +179,7 @@ class Event:
             ", ".join(
                 f"{name} {c['landed']}/{c['asked']}" for name, c in status["cameras"].items()
             ),
+            extra={"event": "event_ended", "reason": status["state"]},
         )
 
     def status(self) -> dict:

@@ -81,7 +81,11 @@ class Supervisor:
                 if self.on_restart is not None:
                     self.on_restart(child)
                 log.warning(
-                    "restarted %s (pid %d), restart #%d", child.name, child.pid, child.restarts
+                    "restarted %s (pid %d), restart #%d",
+                    child.name,
+                    child.pid,
+                    child.restarts,
+                    extra={"event": "service_restarted", "restarts": child.restarts},
                 )
             return
         assert child.process is not None
@@ -99,6 +103,7 @@ class Supervisor:
             child.process.pid,
             code,
             child.backoff,
+            extra={"event": "service_exited", "reason": f"exit status {code}"},
         )
         child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
 

@@ -108,11 +108,19 @@ class TriggerServer:
                 return {"ok": True, "events": self.recent_events()}
             ball_id, number = validate_trigger(message)
             event = self.book.trigger(ball_id, number)
-            log.info("trigger: ball %s from frame %d -> event %s", ball_id, number, event.id)
+            log.info(
+                "trigger: ball %s from frame %d -> event %s",
+                ball_id,
+                number,
+                event.id,
+                extra={"event": "trigger_accepted"},
+            )
             self._count("accepted")
             return {"ok": True, "event": event.id}
         except BadRequest as exc:
-            log.warning("bad request: %s", exc)
+            log.warning(
+                "bad request: %s", exc, extra={"event": "trigger_refused", "reason": str(exc)}
+            )
             self._count("refused")
             return {"ok": False, "error": str(exc)}
         except Exception as exc:  # the REP lockstep needs a reply even for our own bugs

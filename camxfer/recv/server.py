@@ -238,6 +238,12 @@ class ReceiverServer:
                     process.exitcode,
                     removed,
                     self.restarts,
+                    extra={
+                        "event": "worker_restarted",
+                        "worker": index,
+                        "restarts": self.restarts,
+                        "reason": f"exit status {process.exitcode}",
+                    },
                 )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

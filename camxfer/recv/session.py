@@ -167,6 +167,12 @@ class Session:
                 self.peer,
                 self._closed_because,
                 self.received,
+                extra={
+                    "event": "connection_closed",
+                    "peer": self.peer,
+                    "reason": self._closed_because,
+                    "files": self.received,
+                },
             )
 
     def _linger(self) -> None:
@@ -219,6 +225,7 @@ class Session:
             "%s: connected%s",
             self.peer,
             f", announcing {hello.count} files" if hello.count is not None else "",
+            extra={"event": "connection_opened", "peer": self.peer},
         )
         return True
 
@@ -375,10 +382,26 @@ class Session:
             self._count_landed(fixed.size, landed.status == "duplicate", started)
         if landed.status == "duplicate":
             self.counters.add(duplicates=1)
-            log.debug("%s: %s already landed, identical", self.peer, landed.path)
+            log.debug(
+                "%s: %s already landed, identical",
+                self.peer,
+                landed.path,
+                extra={"event": "file_duplicate", "peer": self.peer, "file": str(landed.path)},
+            )
             return Reply(fixed.seq, Status.DUPLICATE)
         self.counters.add(files=1, nbytes=fixed.size)
-        log.debug("%s: landed %s (%d bytes)", self.peer, landed.path, fixed.size)
+        log.debug(
+            "%s: landed %s (%d bytes)",
+            self.peer,
+            landed.path,
+            fixed.size,
+            extra={
+                "event": "file_landed",
+                "peer": self.peer,
+                "file": str(landed.path),
+                "bytes": fixed.size,
+            },
+        )
         return Reply(fixed.seq, Status.OK)
 
     def _count_landed(self, size: int, duplicate: bool, started: float) -> None:
@@ -406,7 +429,13 @@ class Session:
         self.counters.add(errors=1)
         if self._metrics:
             self._metrics.receive_failures.labels(self._camera, status.name.lower()).inc()
-        log.warning("%s: %s refused: %s", self.peer, name, message)
+        log.warning(
+            "%s: %s refused: %s",
+            self.peer,
+            name,
+            message,
+            extra={"event": "file_failed", "peer": self.peer, "file": name, "reason": message},
+        )
         return Reply(fixed.seq, status, message)
 
 

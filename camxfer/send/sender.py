@@ -291,9 +291,16 @@ class SendRun:
                 result.size,
                 latency * 1000,
                 ", already there" if result.duplicate else "",
+                extra={"event": "file_sent", "file": item.rel, "bytes": result.size},
             )
         else:
-            log.warning("%s %s: %s", result.kind, item.rel, result.reason)
+            log.warning(
+                "%s %s: %s",
+                result.kind,
+                item.rel,
+                result.reason,
+                extra={"event": f"file_{result.kind}", "file": item.rel, "reason": result.reason},
+            )
             self.report.add_problem(result.kind, item.rel, result.reason)
 
     def _final(self, item: ReadyFile) -> None:
