@@ -89,7 +89,10 @@ class TriggerServer:
             self.socket.bind(bind)
         except zmq.ZMQError as exc:
             self.socket.close()
-            raise TransferError(f"cannot bind the trigger socket to {bind}: {exc}") from exc
+            raise TransferError(
+                f"cannot bind the trigger socket to {bind}: {exc}; stop the other trigger "
+                "server there or choose another --zmq-port"
+            ) from exc
 
     def handle(self, parts: list[bytes]) -> dict[str, Any]:
         try:

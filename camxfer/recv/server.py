@@ -10,6 +10,7 @@ that dies and removes the temporaries it left; SIGINT/SIGTERM stop everything gr
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
@@ -54,8 +55,18 @@ def open_listener(listen: ListenSettings, *, reuseport: bool) -> socket.socket:
         sock.close()
         raise TransferError(
             f"cannot listen on {listen.listen_ip}:{listen.port}: {exc.strerror or exc}"
+            + _LISTEN_HINTS.get(exc.errno, "")
         ) from exc
     return sock
+
+
+# What to do about the usual reasons a listening socket cannot be made.
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "; another process listens there (another receiver?): stop it or "
+    "choose another --port",
+    errno.EADDRNOTAVAIL: "; that address is not one of this host's: check --listen-ip",
+    errno.EACCES: "; ports below 1024 need root: choose a port of 1024 or more",
+}
 
 
 class Worker:
