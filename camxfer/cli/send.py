@@ -278,22 +278,25 @@ def run(args: argparse.Namespace) -> int:
         quiet_default=args.json_stats,
     )
     observer = _ProgressObserver(view) if view is not None else None
-    sender = SendRun(opts, stop=stop, abandon=abandon, observer=observer)
-    try:
-        with metrics.served(metrics_settings(args)), progress.keep_logs_above(view):
-            try:
-                report = sender.run()
-            finally:
-                if view is not None:
-                    view.close()
-    except TransferError as exc:
-        # A run that ends in a fatal error (the receiver refused us) still owes a script its
-        # one JSON object, saying what did get sent and why the run stopped.
-        if args.json_stats:
-            print(
-                json.dumps({**sender.report.to_json(), "ok": False, "error": str(exc)}), flush=True
-            )
-        raise
+    # Metrics first: the run takes this process's recorder when it is made.
+    with metrics.served(metrics_settings(args)):
+        sender = SendRun(opts, stop=stop, abandon=abandon, observer=observer)
+        try:
+            with progress.keep_logs_above(view):
+                try:
+                    report = sender.run()
+                finally:
+                    if view is not None:
+                        view.close()
+        except TransferError as exc:
+            # A run that ends in a fatal error (the receiver refused us) still owes a script
+            # its one JSON object, saying what did get sent and why the run stopped.
+            if args.json_stats:
+                print(
+                    json.dumps({**sender.report.to_json(), "ok": False, "error": str(exc)}),
+                    flush=True,
+                )
+            raise
     if args.json_stats:
         print(json.dumps(report.to_json()), flush=True)
     else:

@@ -154,3 +154,38 @@ def test_a_taken_metrics_port_is_one_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "cannot serve metrics on 127.0.0.1:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_watching_sender_counts_what_it_sent(receivers, senders, tmp_path: Path) -> None:
+    receiver = receivers(tmp_path / "out", "--use-dest-paths")
+    frames = make_frames(tmp_path / "src", 20, size=10_000, camera="camera05")
+    metrics_port = free_ports(1)[0]
+    sender = senders(
+        tmp_path / "src",
+        receiver.port,
+        "--dest-path",
+        "ball_w/camera05",
+        "--lookahead",
+        "0",
+        "--metrics-port",
+        str(metrics_port),
+    )
+
+    def all_acknowledged() -> Samples | None:
+        if sender.poll() is not None:
+            raise AssertionError(f"the sender exited: {sender.communicate()}")
+        try:
+            samples = scrape(metrics_port)
+        except OSError:
+            return None  # not serving yet
+        done = value(samples, "camxfer_sender_files_total", camera="camera05") == len(frames)
+        return samples if done else None
+
+    samples = wait_for(all_acknowledged, 30, "the sender to count every frame")
+    assert value(samples, "camxfer_sender_bytes_total", camera="camera05") == 20 * 10_000
+    assert value(samples, "camxfer_sender_ack_seconds_count", camera="camera05") == 20
+    assert value(samples, "camxfer_sender_backlog", camera="camera05") == 0
+    assert value(samples, "camxfer_sender_failures_total", camera="camera05", kind="failed") == 0
+    assert len(list((tmp_path / "out" / "ball_w" / "camera05").iterdir())) == 20
+    sender.send_signal(signal.SIGTERM)
+    assert sender.wait(30) == 0
