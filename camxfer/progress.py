@@ -83,7 +83,7 @@ class BarView:
         sized = _columns(stream) > 0
         self.bar = tqdm(
             total=None,
-            desc=label or None,
+            desc=f"{label}: " if label else "",
             unit="file",
             file=stream,
             dynamic_ncols=sized,
