@@ -313,7 +313,14 @@ class Session:
             f"{self.settings.max_file_size} bytes (--max-file-size)"
         )
         self.counters.add(errors=1)
-        log.warning("%s: refused: %s", self.peer, message)
+        if self._metrics:  # its names are never read: no camera to tell
+            self._metrics.receive_failures.labels("-", Status.TOO_LARGE.name.lower()).inc()
+        log.warning(
+            "%s: refused: %s",
+            self.peer,
+            message,
+            extra={"event": "file_failed", "peer": self.peer, "reason": message},
+        )
         self._flush()
         self._reply(Reply(fixed.seq, Status.TOO_LARGE, message))
         self._linger()
