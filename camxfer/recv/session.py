@@ -100,6 +100,7 @@ class Session:
         self._durable: list[tuple[float, str]] = []
         self._camera = "-"
         self._closed_because = "the sender ended the session"
+        self._opened = False  # handshake done: its close is worth an info line
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
@@ -162,7 +163,10 @@ class Session:
             self.sock.close()
             if self._metrics:
                 self._metrics.receiver_connections.dec()
-            log.info(
+            # A port probe (camxfer status, Ansible's wait_for) connects and closes at once:
+            # its close is only debug detail.
+            log.log(
+                logging.INFO if self._opened else logging.DEBUG,
                 "%s: connection closed (%s) after %d files",
                 self.peer,
                 self._closed_because,
@@ -227,6 +231,7 @@ class Session:
             f", announcing {hello.count} files" if hello.count is not None else "",
             extra={"event": "connection_opened", "peer": self.peer},
         )
+        self._opened = True
         return True
 
     def _data_waiting(self) -> bool:
