@@ -54,6 +54,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+def child_flags(name: str) -> list[str]:
+    """Global log flags for a camxfer process this one starts (a camera's receiver or
+    sender): the same format, and its own log file beside ours (`x.log` -> `x.camera01.log`),
+    since two processes rotating one file would lose lines."""
+    flags = ["--log-json"] if output.json else []
+    if output.file is not None:
+        path = output.file
+        flags += ["--log-file", str(path.with_name(f"{path.stem}.{name}{path.suffix}"))]
+    return flags
+
+
 def setup_logging(command: str, *, verbose: bool = False) -> None:
     if output.json:
         formatter: logging.Formatter = JsonFormatter(command)

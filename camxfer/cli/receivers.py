@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from camxfer import metrics
+from camxfer import logs, metrics
 from camxfer.cli.common import (
     add_metrics_arguments,
     metrics_settings,
@@ -70,6 +70,7 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             sys.executable,
             "-m",
             "camxfer",
+            *logs.child_flags(camera.name),
             "recv",
             "--listen-ip",
             args.listen_ip or camera.host,

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from camxfer import metrics
+from camxfer import logs, metrics
 from camxfer.cli.common import (
     add_metrics_arguments,
     metrics_settings,
@@ -181,6 +181,7 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
         sys.executable,
         "-m",
         "camxfer",
+        *logs.child_flags(camera.name),
         "send",
         "--src-dir",
         str(camera.src),

@@ -14,7 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from fleet_helpers import Proc, children, free_ports, run, start, wait_for
+from fleet_helpers import Proc, children, free_ports, make_layout, run, start, wait_for
 
 from tests.conftest import make_frames
 
@@ -159,3 +159,36 @@ def test_without_verbose_no_line_per_file(tmp_path: Path) -> None:
     assert events(entries, "connection_opened")
     assert not events(entries, "file_landed")
     assert len(list((tmp_path / "out").glob("*.jpg"))) == 4
+
+
+def test_receivers_pass_the_log_format_to_each_camera_s_receiver(tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "fleet", ["cam01", "cam02"])
+    log_file = tmp_path / "logs" / "receivers.log"
+    proc = start(
+        "camxfer receivers",
+        [
+            "--log-json",
+            "--log-file",
+            str(log_file),
+            "receivers",
+            "--config",
+            str(layout.config),
+            "--workers",
+            "1",
+        ],
+        tmp_path / "receivers.stderr",
+        layout.root,
+    )
+    try:
+        for camera in layout.cameras:
+            proc.wait_log(f"listening on 127.0.0.1:{layout.ports[camera]}")
+        proc.remember_descendants()
+    finally:
+        proc.stop()
+    entries = json_lines(proc.text())  # the receivers' lines and their children's, all JSON
+    assert {e["command"] for e in entries} == {"receivers", "recv"}
+    assert {e["command"] for e in json_lines(log_file.read_text())} == {"receivers"}
+    for camera in layout.cameras:
+        own = json_lines((tmp_path / "logs" / f"receivers.{camera}.log").read_text())
+        assert {e["command"] for e in own} == {"recv"}
+        assert any(f":{layout.ports[camera]}" in e["message"] for e in own)
