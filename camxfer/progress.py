@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Literal
@@ -25,6 +26,7 @@ MODES = ("auto", "bar", "lines", "off")
 DEFAULT_INTERVAL = 5.0  # seconds between plain progress lines
 FALLBACK_COLUMNS = 100
 FALLBACK_ROWS = 24
+RATE_WINDOW_S = 10.0  # MB/s and the ETA are taken over the last this many seconds
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,46 @@ class Figures:
         return left / (self.files / self.seconds)
 
 
+@dataclass(frozen=True)
+class Rate:
+    mb_per_s: float
+    files_per_s: float
+
+
+class RecentRate:
+    """Rates over the last RATE_WINDOW_S seconds of readings.
+
+    A watching sender idles between bursts of frames; its average since the start only decays,
+    so what an operator wants to see is the rate now.
+    """
+
+    def __init__(self, window: float = RATE_WINDOW_S) -> None:
+        self.window = window
+        self._readings: deque[tuple[float, int, int]] = deque()
+
+    def update(self, figures: Figures) -> Rate:
+        readings = self._readings
+        readings.append((figures.seconds, figures.bytes, figures.files))
+        # Keep the newest reading at least `window` old as the start of the window.
+        while len(readings) > 2 and figures.seconds - readings[1][0] >= self.window:
+            readings.popleft()
+        start, start_bytes, start_files = readings[0]
+        span = figures.seconds - start
+        if span <= 0:  # one reading: the average so far is all there is
+            seconds = max(figures.seconds, 1e-9)
+            return Rate(figures.mb_per_s, figures.files / seconds)
+        return Rate(
+            (figures.bytes - start_bytes) / span / 1e6, (figures.files - start_files) / span
+        )
+
+
+def eta_s(figures: Figures, rate: Rate) -> float | None:
+    """Seconds left at `rate`, when the total is known and files are moving."""
+    if not figures.expected or rate.files_per_s <= 0:
+        return None
+    return max(figures.expected - figures.files - figures.failed, 0) / rate.files_per_s
+
+
 def format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -65,12 +107,15 @@ def format_eta(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
-def progress_line(figures: Figures, label: str = "") -> str:
-    """'camera01: 120/800 files, 45.3 MB, 38.2 MB/s, ETA 12s, 0 failed'."""
+def progress_line(figures: Figures, label: str = "", rate: Rate | None = None) -> str:
+    """'camera01: 120/800 files, 45.3 MB, 38.2 MB/s, ETA 12s, 0 failed' (MB/s and ETA from
+    `rate`, else from the average so far)."""
     done = f"{figures.files}/{figures.expected}" if figures.expected else f"{figures.files}"
+    mb_per_s = rate.mb_per_s if rate is not None else figures.mb_per_s
+    eta = eta_s(figures, rate) if rate is not None else figures.eta_s
     text = (
-        f"{done} files, {figures.mb:.1f} MB, {figures.mb_per_s:.1f} MB/s, "
-        f"ETA {format_eta(figures.eta_s)}, {figures.failed} failed"
+        f"{done} files, {figures.mb:.1f} MB, {mb_per_s:.1f} MB/s, "
+        f"ETA {format_eta(eta)}, {figures.failed} failed"
     )
     return f"{label}: {text}" if label else text
 
@@ -95,8 +140,10 @@ class BarView:
             "[{elapsed}<{remaining}{postfix}]",
         )
         self._format_set = False
+        self._rate = RecentRate()
 
     def show(self, figures: Figures) -> None:
+        rate = self._rate.update(figures)
         bar = self.bar
         if figures.expected is None and not self._format_set:
             # Without a total tqdm cannot draw a bar or an ETA: count instead.
@@ -106,7 +153,7 @@ class BarView:
             bar.total = figures.expected
         bar.n = figures.files
         bar.set_postfix_str(
-            f"{figures.mb:.1f} MB, {figures.mb_per_s:.1f} MB/s, {figures.failed} failed",
+            f"{figures.mb:.1f} MB, {rate.mb_per_s:.1f} MB/s, {figures.failed} failed",
             refresh=False,
         )
         bar.refresh()
@@ -130,20 +177,22 @@ class LineView:
         self.interval = interval
         self._clock = clock
         self._last = clock()
-        self._latest: Figures | None = None
+        self._latest: tuple[Figures, Rate] | None = None
         self._shown: Figures | None = None
+        self._rate = RecentRate()
 
     def show(self, figures: Figures) -> None:
-        self._latest = figures
+        self._latest = (figures, self._rate.update(figures))
         now = self._clock()
         if now - self._last >= self.interval:
             self._last = now
             self._shown = figures
-            self.emit("progress: " + progress_line(figures, self.label))
+            self.emit("progress: " + progress_line(figures, self.label, self._latest[1]))
 
     def close(self) -> None:
-        if self._latest is not None and self._latest != self._shown:
-            self.emit("progress: " + progress_line(self._latest, self.label))
+        if self._latest is not None and self._latest[0] != self._shown:
+            figures, rate = self._latest
+            self.emit("progress: " + progress_line(figures, self.label, rate))
 
 
 View = BarView | LineView

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from fleet_helpers import (
     files_under,
+    frame_bytes,
     free_ports,
     make_layout,
     receivers,
+    start,
     trigger_server,
     wait_for,
     write_frames,
@@ -189,3 +191,36 @@ def test_a_watching_sender_counts_what_it_sent(receivers, senders, tmp_path: Pat
     assert len(list((tmp_path / "out" / "ball_w" / "camera05").iterdir())) == 20
     sender.send_signal(signal.SIGTERM)
     assert sender.wait(30) == 0
+
+
+def test_direct_mode_senders_add_up_their_camera_processes(tmp_path: Path) -> None:
+    cameras = ["cam01", "cam02"]
+    layout = make_layout(tmp_path / "fleet", cameras)
+    for camera in cameras:
+        write_frames(layout.src(camera), camera, range(1, 13))
+    metrics_port = free_ports(1)[0]
+    with receivers(layout, workers=1):
+        senders = start(
+            "camxfer senders",
+            ["senders", "--config", str(layout.config), "--metrics-port", str(metrics_port)],
+            layout.root / "direct.log",
+            layout.root,
+        )
+        try:
+
+            def counted() -> Samples | None:
+                try:
+                    samples = scrape(metrics_port)
+                except OSError:
+                    return None
+                files = [value(samples, "camxfer_sender_files_total", camera=c) for c in cameras]
+                return samples if files == [12, 12] else None
+
+            samples = wait_for(counted, 30, "both cameras' senders to be counted")
+        finally:
+            senders.stop()
+    for camera in cameras:
+        landed = files_under(layout.dest(camera) / camera)
+        assert len(landed) == 12
+        size = sum(len(frame_bytes(camera, n)) for n in range(1, 13))
+        assert value(samples, "camxfer_sender_bytes_total", camera=camera) == size
