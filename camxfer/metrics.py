@@ -40,6 +40,7 @@ ENV_DIR = "CAMXFER_METRICS_DIR"  # set for child processes whose metrics a paren
 DEFAULT_BIND = "127.0.0.1"
 MAX_CAMERA_LABELS = 256  # a receiver takes camera names from senders: bound the label set
 OTHER_CAMERA = "_other"
+FOLDER_PREFIX = "camxfer-metrics-"  # + the serving process's pid + a random part
 # Latency buckets, seconds: frames land in milliseconds on a LAN; a stalled link takes minutes.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -190,7 +191,8 @@ def serve(settings: MetricsSettings) -> Recorder:
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
-    folder = Path(tempfile.mkdtemp(prefix="camxfer-metrics-"))
+    _remove_abandoned_folders()
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
     _owned_dir = folder
     rec = _use_folder(folder)
     registry = CollectorRegistry()
@@ -206,6 +208,14 @@ def serve(settings: MetricsSettings) -> Recorder:
         ) from None
     log.info("metrics on http://%s:%d/metrics", settings.bind, settings.port)
     return rec
+
+
+def _remove_abandoned_folders() -> None:
+    """Remove the folders of serving processes that died without cleaning up (SIGKILL)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
+        pid_text = folder.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def cleanup() -> None:

@@ -12,6 +12,9 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -224,3 +227,16 @@ def test_direct_mode_senders_add_up_their_camera_processes(tmp_path: Path) -> No
         assert len(landed) == 12
         size = sum(len(frame_bytes(camera, n)) for n in range(1, 13))
         assert value(samples, "camxfer_sender_bytes_total", camera=camera) == size
+
+
+def test_a_killed_services_metrics_folder_is_removed_by_the_next_one(
+    receivers, tmp_path: Path
+) -> None:
+    # A serving process killed with SIGKILL cannot remove its folder; the next one does.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = Path(tempfile.gettempdir()) / f"camxfer-metrics-{dead.pid}-test"
+    left.mkdir()
+    (left / "counter_1.db").write_bytes(b"\0" * 8)
+    receivers(tmp_path / "out", "--metrics-port", str(free_ports(1)[0]))
+    assert not left.exists()
