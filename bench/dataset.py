@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
+from camxfer.manifest import MANIFEST_NAME
+
 MIB = 1 << 20
 KIB = 1 << 10
 BACKDATE_S = 60.0
@@ -95,6 +97,8 @@ def verify_copy(dataset: Dataset, landed: Path) -> str | None:
     found: set[str] = set()
     for folder, _dirs, files in os.walk(landed):
         for name in files:
+            if name == MANIFEST_NAME:
+                continue  # the run's manifest: camxfer verify checks it, not the data set
             found.add(os.path.relpath(os.path.join(folder, name), landed))
     expected = set(dataset.names)
     if found != expected:

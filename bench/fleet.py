@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.dataset import digest_of
 from bench.procs import Proc, free_port, wait_listening
+from camxfer.manifest import MANIFEST_NAME
 
 CAMXFER = (sys.executable, "-m", "camxfer")
 
@@ -50,6 +51,8 @@ def check_landed(folder: Path, expected: Mapping[str, bytes]) -> tuple[int, list
     problems = []
     checked = 0
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if path.name == MANIFEST_NAME:
+            continue  # the camera run's manifest (camxfer verify checks it)
         if path.name.startswith("."):
             problems.append(f"{path.name}: temporary file left behind")
             continue

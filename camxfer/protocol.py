@@ -28,6 +28,9 @@ MAX_MESSAGE_BYTES = 1024  # error text in a reply
 MAX_FILE_SIZE_DEFAULT = 1 << 32  # 4 GiB; receivers may lower it
 MAX_SIZE_FIELD = (1 << 64) - 1  # what the u64 size field can carry
 
+# A manifest body (~200 bytes per listed file, so ~150 000 files). The receiver holds it in
+# memory while it checks it, so this bounds what one connection can make it allocate.
+MAX_MANIFEST_BYTES = 32 << 20
 CHECKSUM_BYTES = 16  # XXH3-128: ~20 GB/s, so hashing never limits a 10 GbE link
 
 
@@ -39,6 +42,7 @@ def new_hasher() -> xxhash.xxh3_128:
 class MessageType(IntEnum):
     FILE = 1
     END = 2
+    MANIFEST = 0x10  # the sender's record of what landed, at the end of its part of an event
     REPLY = 0x81
 
 
@@ -65,6 +69,7 @@ class Status(IntEnum):
     COUNT_MISMATCH = 45
     VERSION_UNSUPPORTED = 46
     DEST_PATHS_DISABLED = 47
+    BAD_MANIFEST = 58  # a MANIFEST body that is not a valid camxfer manifest
 
     @property
     def landed(self) -> bool:
@@ -235,3 +240,44 @@ class ReplyParser:
             del self._buffer[:end]
             replies.append(Reply(seq, status, message))
         return replies
+
+
+# --- MANIFEST (client -> server) -------------------------------------------------------------
+# The 40-byte layout of FILE with type MANIFEST and name_len 0 (the receiver names the file),
+# then dest and `size` bytes of manifest JSON whose XXH3-128 is `checksum`.
+
+
+def encode_manifest(seq: int, dest: str, body: bytes) -> bytes:
+    """A MANIFEST message: header, destination and body (sent after every file is acked)."""
+    dest_bytes = dest.encode("utf-8")
+    if len(dest_bytes) > MAX_DEST_BYTES:
+        raise ProtocolError(f"destination length {len(dest_bytes)} over {MAX_DEST_BYTES}")
+    if not 0 < len(body) <= MAX_MANIFEST_BYTES:
+        raise ProtocolError(f"manifest of {len(body)} bytes outside 1..{MAX_MANIFEST_BYTES}")
+    checksum = new_hasher()
+    checksum.update(body)
+    fixed = _FILE.pack(
+        MessageType.MANIFEST, 0, 0, len(dest_bytes), 0, seq, len(body), checksum.digest()
+    )
+    return fixed + dest_bytes + body
+
+
+def decode_manifest_fixed(data: bytes) -> FixedHeader:
+    """Decode and bound-check the fixed part of a MANIFEST message."""
+    if len(data) != FILE_HEADER_SIZE:
+        raise ProtocolError(f"message header must be {FILE_HEADER_SIZE} bytes, got {len(data)}")
+    kind, _r1, name_len, dest_len, _r2, seq, size, checksum = _FILE.unpack(data)
+    if kind != MessageType.MANIFEST:
+        raise ProtocolError(f"expected a manifest, got message type {kind}")
+    if name_len != 0:
+        raise ProtocolError("a manifest carries no file name (the receiver names it)")
+    if dest_len > MAX_DEST_BYTES:
+        raise ProtocolError(f"destination length {dest_len} over {MAX_DEST_BYTES}")
+    if not 0 < size <= MAX_MANIFEST_BYTES:
+        raise ProtocolError(f"manifest size {size} outside 1..{MAX_MANIFEST_BYTES}")
+    return FixedHeader(MessageType.MANIFEST, seq, 0, dest_len, size, checksum)
+
+
+def is_manifest(first_byte: int) -> bool:
+    """Whether a client message starting with this byte is a MANIFEST."""
+    return first_byte == MessageType.MANIFEST

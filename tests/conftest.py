@@ -24,6 +24,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TEMP_PREFIX = ".camxfer-tmp-"
+MANIFEST_NAME = ".camxfer-manifest.json"  # a run's manifest, checked by test_manifest.py
 
 
 # --- small helpers -------------------------------------------------------------------------------
@@ -51,11 +52,12 @@ def sha256_file(path: Path) -> str:
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    """{relative path: sha256} of every regular file under `root` (temporaries included)."""
+    """{relative path: sha256} of every regular file under `root` (temporaries included,
+    the receiver's manifests left out)."""
     return {
         path.relative_to(root).as_posix(): sha256_file(path)
         for path in sorted(root.rglob("*"))
-        if path.is_file() and not path.is_symlink()
+        if path.is_file() and not path.is_symlink() and path.name != MANIFEST_NAME
     }
 
 

@@ -27,6 +27,8 @@ COMMANDS = (
     "generate",
     "clear",
     "digest",
+    "verify",
+    "events",
     "service",
     "fleet",
     "demo",

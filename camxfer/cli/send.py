@@ -22,6 +22,7 @@ from camxfer.cli.common import (
 )
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
+from camxfer.send.manifest import EventInfo, build_manifest, deliver_manifest, file_entries
 from camxfer.send.observe import SendProgress
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
@@ -40,9 +41,12 @@ examples:
 
 A frame is sent once it is complete: the frame --lookahead numbers later exists, the writer
 closed it (inotify), or its size and mtime held still for --stable-ms. A file is counted sent
-only when the receiver acknowledged it durable. Exit status: 0 all sent, 1 some file failed,
-vanished or went missing (also when the receiver could not be reached or refused the
-connection), 2 bad usage.
+only when the receiver acknowledged it durable. A --once run ends with a manifest (each
+file's name, size and XXH3-128, and this report) that the receiver checks and lands as
+.camxfer-manifest.json in the destination; 'camxfer verify' and 'camxfer events' read it.
+Exit status: 0 all sent (and the manifest landed), 1 some file failed, vanished or went
+missing, or the manifest did not land (also when the receiver could not be reached or
+refused the connection), 2 bad usage.
 """
 
 
@@ -61,14 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--start-after",
         metavar="NAME",
-        help="only names strictly after this one, e.g. frame_camera01_000046835.jpg "
-        "(default: from the first)",
+        help="only names strictly after this one, e.g. frame_camera01_000046835.jpg",
     )
-    what.add_argument(
-        "--start-at",
-        metavar="NAME",
-        help="only names from this one on, inclusive (default: from the first)",
-    )
+    what.add_argument("--start-at", metavar="NAME", help="only names from this one on (inclusive)")
     what.add_argument(
         "--max-files",
         type=non_negative_int,
@@ -213,6 +212,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print one JSON object with the run's statistics at the end",
     )
+    run_group.add_argument(
+        "--no-manifest",
+        action="store_true",
+        help="with --once: do not end the run with a manifest (default: send one, which the "
+        "receiver lands as .camxfer-manifest.json in the destination; needed only for "
+        "receivers older than manifests)",
+    )
     run_group.add_argument("--verbose", action="store_true", help="log every file sent")
     add_progress_arguments(p, auto_note=" (off with --json-stats)")
     add_metrics_arguments(p, "this sender")
@@ -278,9 +284,12 @@ def run(args: argparse.Namespace) -> int:
         quiet_default=args.json_stats,
     )
     observer = _ProgressObserver(view) if view is not None else None
+    manifest = opts.once and not args.no_manifest
     # Metrics first: the run takes this process's recorder when it is made.
     with metrics.served(metrics_settings(args)):
-        sender = SendRun(opts, stop=stop, abandon=abandon, observer=observer)
+        sender = SendRun(
+            opts, stop=stop, abandon=abandon, observer=observer, keep_connection=manifest
+        )
         try:
             with progress.keep_logs_above(view):
                 try:
@@ -297,11 +306,28 @@ def run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
             raise
+    manifest_ok = True
+    stats = report.to_json()
+    if manifest:
+        manifest_ok, stats["manifest"] = _send_manifest(opts, sender)
     if args.json_stats:
-        print(json.dumps(report.to_json()), flush=True)
+        print(json.dumps(stats), flush=True)
     else:
         log.info("%s", report.summary_line())
-    return ExitCode.OK if report.ok else ExitCode.FAILED
+    return ExitCode.OK if report.ok and manifest_ok else ExitCode.FAILED
+
+
+def _send_manifest(opts: SendOptions, sender: SendRun) -> tuple[bool, dict]:
+    """End a --once run with its manifest; (landed?, what to add to the JSON stats)."""
+    info = EventInfo(first_frame=opts.start_at, asked=opts.max_files or None)
+    manifest = build_manifest(info, file_entries(sender.landed_files), sender.report)
+    try:
+        answer = deliver_manifest(opts, manifest, connection=sender.kept_connection)
+    except TransferError as exc:
+        log.warning("%s", exc)
+        return False, {"landed": False, "error": str(exc)}
+    log.info("manifest landed: %s", answer)
+    return True, {"landed": True, "files": len(manifest.files)}
 
 
 class _ProgressObserver:

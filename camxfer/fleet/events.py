@@ -17,6 +17,8 @@ from camxfer import metrics
 from camxfer.errors import CamxferError
 from camxfer.fleet.config import CameraConfig
 from camxfer.frames import frame_name
+from camxfer.manifest import FileEntry
+from camxfer.send.manifest import EventInfo, build_manifest, deliver_manifest, file_entries
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 from camxfer.send.sender import SendRun
@@ -51,6 +53,8 @@ class CameraRun:
     report: SendReport | None = None
     error: str | None = None
     thread: threading.Thread | None = None
+    files: dict[str, FileEntry] = field(default_factory=dict)  # acked, across every run
+    manifest: str | None = None  # how the last run's manifest went
 
     def status(self) -> dict:
         report = self.report
@@ -72,6 +76,7 @@ class CameraRun:
             "failed": failed,
             "bytes": total_bytes,
             "problems": problems,
+            "manifest": self.manifest,
         }
 
 
@@ -152,8 +157,9 @@ class Event:
         )
 
     def _run_camera(self, run: CameraRun) -> None:
+        sender = None
         try:
-            sender = SendRun(self._options(run), stop=self.stop)
+            sender = SendRun(self._options(run), stop=self.stop, keep_connection=True)
             run.report = sender.report
             sender.run()
         except CamxferError as exc:
@@ -162,6 +168,30 @@ class Event:
         except Exception as exc:  # never let one camera's bug kill the trigger server
             run.error = f"internal error: {exc}"
             log.exception("event %s, %s crashed", self.id, run.camera.name)
+        if sender is not None:
+            self._land_manifest(run, sender)
+
+    def _land_manifest(self, run: CameraRun, sender: SendRun) -> None:
+        """End this camera's part of the event with its manifest (every run lists them all)."""
+        run.files.update(file_entries(sender.landed_files))
+        camera = run.camera.name
+        info = EventInfo(self.id, self.ball_id, camera, frame_name(camera, run.first), run.asked)
+        try:
+            answer = deliver_manifest(
+                sender.opts,
+                build_manifest(info, run.files, sender.report),
+                connection=sender.kept_connection,
+                stop=self.stop,
+            )
+        except CamxferError as exc:
+            run.manifest = f"not landed: {exc}"
+            log.warning("event %s, %s: %s", self.id, camera, exc)
+        except Exception as exc:
+            run.manifest = f"not landed: internal error: {exc}"
+            log.exception("event %s, %s: manifest crashed", self.id, camera)
+        else:
+            run.manifest = "landed"
+            log.debug("event %s, %s: manifest landed (%s)", self.id, camera, answer)
 
     def _watch_end(self) -> None:
         for run in self.runs:

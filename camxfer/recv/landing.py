@@ -14,12 +14,13 @@ can remove the ones a dead worker left behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import itertools
 import os
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,8 +49,8 @@ def split_relative(path: str, what: str) -> list[str]:
     return [check_component(p, what) for p in parts]
 
 
-def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], str]:
-    """Check a wire destination and name; return (folder components under root, file name).
+def resolve_folder(root: Path, dest: str) -> list[str]:
+    """Check a wire destination; return its folder components under root.
 
     A relative `dest` is taken under `root`. An absolute one is accepted only when it lies
     inside `root` (so `--dest-path /mnt/destination/` works with `--out-dir /mnt`).
@@ -61,11 +62,16 @@ def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], st
         if inside is None:
             raise UnsafePathError(f"destination {dest!r} is outside the receiver's folder {root}")
         dest = inside
+    return split_relative(dest, "destination")
+
+
+def resolve_destination(root: Path, dest: str, name: str) -> tuple[list[str], str]:
+    """Check a wire destination and name; return (folder components under root, file name)."""
+    folders = resolve_folder(root, dest)
     if name.startswith("/"):
         # A name is always relative to its destination; '/etc/x' must not quietly become
         # '<root>/etc/x' (the sender meant somewhere else), so refuse it like any escape.
         raise UnsafePathError(f"file name {name!r} is absolute")
-    folders = split_relative(dest, "destination")
     name_parts = split_relative(name, "file name")
     if not name_parts:
         raise UnsafePathError(f"file name {name!r} is empty")
@@ -185,6 +191,7 @@ class FileLanding:
             os.close(self._dir_fd)
             raise
         self._closed = False
+        self._sealed = False
         self._temp_path = root.root.joinpath(*folders, self._temp)
         root.track(self._temp_path, True)
 
@@ -204,12 +211,14 @@ class FileLanding:
         except OSError as exc:
             self.error = exc
 
-    def commit(self, dir_syncs: list[int] | None = None) -> Landed:
-        """Make the file durable under its final name; on any failure the temp is removed.
+    def seal(self) -> None:
+        """Check the bytes received against the declared size and checksum.
 
-        With `dir_syncs`, the folder is not fsynced here: a duplicate of its descriptor is
-        appended, and the caller must fsync it before acknowledging the file (group commit).
+        On failure the temp is removed and the error raised. A sealed file may have its data
+        made durable together with others (`sync_sealed`) before `commit(data_synced=True)`.
         """
+        if self._sealed:
+            return
         try:
             if self.error is not None:
                 raise self.error
@@ -217,9 +226,24 @@ class FileLanding:
                 raise ChecksumMismatch(
                     f"{self.name}: received bytes do not match the sender's checksum"
                 )
-            # An fsync error means the data may be gone: never retry it on this fd and ack
-            # (PostgreSQL "fsyncgate"); drop the temp and let the sender resend.
-            os.fsync(self._fd)
+        except BaseException:
+            self.abort()
+            raise
+        self._sealed = True
+
+    def commit(self, dir_syncs: list[int] | None = None, *, data_synced: bool = False) -> Landed:
+        """Make the file durable under its final name; on any failure the temp is removed.
+
+        With `dir_syncs`, the folder is not fsynced here: a duplicate of its descriptor is
+        appended, and the caller must fsync it before acknowledging the file (group commit).
+        With `data_synced`, the caller has already made the sealed file's data durable.
+        """
+        self.seal()
+        try:
+            if not data_synced:
+                # An fsync error means the data may be gone: never retry it on this fd and
+                # ack (PostgreSQL "fsyncgate"); drop the temp and let the sender resend.
+                os.fsync(self._fd)
             self._close_fd()
             status = self._link_final()
             if dir_syncs is None:
@@ -232,6 +256,14 @@ class FileLanding:
             raise
         finally:
             self._release()
+
+    @property
+    def dir_fd(self) -> int:
+        return self._dir_fd
+
+    @property
+    def device(self) -> int:
+        return os.fstat(self._dir_fd).st_dev
 
     def _link_final(self) -> str:
         try:
@@ -272,6 +304,41 @@ class FileLanding:
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    syncfs.restype = ctypes.c_int
+    return syncfs
+
+
+_syncfs = _load_syncfs()
+
+
+def sync_sealed(landings: list[FileLanding]) -> bool:
+    """Make the data of several sealed files durable at once: one syncfs per filesystem.
+
+    An fsync per file makes the filesystem commit its journal and flush the disk cache once per
+    file; one syncfs writes back every dirty page and commits once for the whole batch (group
+    commit, as databases do for their logs). Returns False when it did nothing (fewer than two
+    files, or no syncfs here): the caller then fsyncs each file. Raises OSError when a syncfs
+    failed; which file's data was lost is then unknown, so the caller must treat every file
+    of the batch as lost (never sync again and acknowledge, see `commit`).
+    """
+    if len(landings) < 2 or _syncfs is None:
+        return False
+    fds_by_device: dict[int, int] = {}
+    for landing in landings:
+        fds_by_device.setdefault(landing.device, landing.dir_fd)
+    for fd in fds_by_device.values():
+        if _syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    return True
 
 
 def _same_content(dir_fd: int, name: str, size: int, checksum: bytes) -> bool:
@@ -323,3 +390,37 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def replace_file(root: LandingRoot, dir_fd: int, name: str, data: bytes) -> None:
+    """Write `name` in the open folder `dir_fd` atomically and durably, replacing any old one.
+
+    For the receiver's own files (a manifest), which are rewritten as they grow: temp file,
+    fsync, rename over the old name, folder fsync. A crash leaves the old or the new file whole,
+    never a mix; the temporary carries the usual prefix so it is cleaned up like any other.
+    """
+    temp = root.temp_name()
+    fd = os.open(
+        temp,
+        os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+        0o644,
+        dir_fd=dir_fd,
+    )
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    try:
+        os.close(fd)
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dir_fd)
+        raise
+    os.fsync(dir_fd)

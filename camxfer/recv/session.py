@@ -29,7 +29,9 @@ from camxfer.recv.landing import (
     FileLanding,
     LandingRoot,
     resolve_destination,
+    sync_sealed,
 )
+from camxfer.recv.manifest import manifest_reply
 from camxfer.sockets import set_io_timeout
 
 log = logging.getLogger("camxfer.recv")
@@ -69,6 +71,18 @@ class SessionCounters:
             self.errors += errors
 
 
+@dataclass
+class Unacked:
+    """A file received on this connection whose reply waits for the next group commit."""
+
+    fixed: FixedHeader
+    name: str
+    landing: FileLanding | None = None  # sealed: made durable and linked at the flush
+    reply: Reply | None = None  # decided already (refused before the flush)
+    camera: str = "-"  # metrics label (from the destination)
+    started: float = 0.0  # monotonic time its header arrived (for the durable latency)
+
+
 class ConnectionClosed(Exception):
     """The peer closed or stalled; the session ends."""
 
@@ -94,7 +108,7 @@ class Session:
         self.announced: int | None = None
         self.received = 0
         self._timeout: float | None = None
-        self._pending: list[tuple[Reply, int | None]] = []  # replies waiting for a flush
+        self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
         # Metrics (None when off): landed files waiting for their ack, with their start time.
         self._metrics = metrics.recorder()
         self._durable: list[tuple[float, str]] = []
@@ -157,9 +171,9 @@ class Session:
                 self._reply(Reply(0, Status.BAD_REQUEST, str(exc)))
             self._linger()
         finally:
-            for _reply, fd in self._pending:  # never acknowledged: the sender resends them
-                if fd is not None:
-                    os.close(fd)
+            for item in self._pending:  # never acknowledged: the sender resends them
+                if item.landing is not None:
+                    item.landing.abort()
             self.sock.close()
             if self._metrics:
                 self._metrics.receiver_connections.dec()
@@ -239,30 +253,42 @@ class Session:
         return bool(readable)
 
     def _flush(self) -> None:
-        """Fsync the folders of the files landed since the last flush, once each, then ack."""
+        """Land the files received since the last flush as one group commit, then ack them.
+
+        Their data is made durable together (`sync_sealed`), each is linked under its final
+        name, each folder is fsynced once, and only then do the replies go out, in order.
+        """
         if not self._pending:
             return
-        synced: dict[tuple[int, int], bool] = {}
-        out = []
-        for reply, fd in self._pending:
-            if fd is not None:
-                try:
-                    st = os.fstat(fd)
-                    key = (st.st_dev, st.st_ino)
-                    if key not in synced:
-                        try:
-                            os.fsync(fd)
-                            synced[key] = True
-                        except OSError:
-                            synced[key] = False
-                finally:
-                    os.close(fd)
-                if not synced[key]:
-                    reply = Reply(reply.seq, Status.IO_ERROR, "cannot make the folder durable")
-            out.append(reply.encode())
-        self._pending.clear()
+        pending, self._pending = self._pending, []
+        sync_error: OSError | None = None
         try:
-            self.sock.sendall(b"".join(out))
+            data_synced = sync_sealed([i.landing for i in pending if i.landing is not None])
+        except OSError as exc:
+            data_synced, sync_error = False, exc
+        folder_fds: list[int | None] = []
+        try:
+            for item in pending:
+                fds: list[int] = []
+                self._camera = item.camera
+                if item.landing is not None and sync_error is not None:
+                    item.landing.abort()
+                    item.reply = self._refuse(
+                        item.fixed,
+                        item.name,
+                        _status_for(sync_error),
+                        f"cannot make {item.name} durable: {sync_error.strerror}",
+                    )
+                elif item.landing is not None:
+                    item.reply = self._commit(item, data_synced, fds)
+                folder_fds.append(fds[0] if fds else None)
+            replies = self._sync_folders(pending, folder_fds)
+        finally:
+            for fd in folder_fds:
+                if fd is not None:
+                    os.close(fd)
+        try:
+            self.sock.sendall(b"".join(reply.encode() for reply in replies))
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
         if self._durable:
@@ -275,6 +301,28 @@ class Session:
         for started, camera in self._durable:
             self._metrics.durable_seconds.labels(camera).observe(now - started)
         self._durable.clear()
+
+    @staticmethod
+    def _sync_folders(pending: list[Unacked], folder_fds: list[int | None]) -> list[Reply]:
+        """Fsync each landed file's folder once; a file whose folder failed gets IO_ERROR."""
+        synced: dict[tuple[int, int], bool] = {}
+        replies = []
+        for item, fd in zip(pending, folder_fds, strict=True):
+            reply = item.reply
+            assert reply is not None
+            if fd is not None:
+                st = os.fstat(fd)
+                key = (st.st_dev, st.st_ino)
+                if key not in synced:
+                    try:
+                        os.fsync(fd)
+                        synced[key] = True
+                    except OSError:
+                        synced[key] = False
+                if not synced[key]:
+                    reply = Reply(reply.seq, Status.IO_ERROR, "cannot make the folder durable")
+            replies.append(reply)
+        return replies
 
     def _serve_messages(self) -> None:
         while True:
@@ -297,6 +345,10 @@ class Session:
             self.busy = True
             self._set_timeout(self.settings.io_timeout)
             head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
+            if protocol.is_manifest(head[0]):
+                self._flush()  # the files it lists must be durable before it is checked
+                self._reply(self._receive_manifest(protocol.decode_manifest_fixed(head)))
+                continue
             # Any size is well-formed here; one over this receiver's limit is answered below
             # with TOO_LARGE for that file, so the sender fails it instead of resending it.
             fixed = protocol.decode_fixed(head, max_file_size=protocol.MAX_SIZE_FIELD)
@@ -307,9 +359,7 @@ class Session:
                 self._refuse_too_large(fixed)
                 return
             self.received += 1
-            syncs: list[int] = []
-            reply = self._receive_file(fixed, syncs)
-            self._pending.append((reply, syncs[0] if syncs else None))
+            self._pending.append(self._receive_file(fixed))
 
     def _refuse_too_large(self, fixed: FixedHeader) -> None:
         """Answer TOO_LARGE and close: draining gigabytes to stay in step is not worth it."""
@@ -346,19 +396,22 @@ class Session:
         else:
             self._reply(Reply(seq, Status.OK, f"{self.received} files"))
 
-    def _receive_file(self, fixed: FixedHeader, dir_syncs: list[int]) -> Reply:
+    def _receive_file(self, fixed: FixedHeader) -> Unacked:
+        """Take one file's name and body into a sealed temp (or refuse it, staying in step)."""
         name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
         started = time.monotonic()
         if self._metrics:
             self._camera = self._metrics.camera(
                 metrics.camera_from_destination(dest, self.settings.out_dir.name)
             )
+
+        def refused(status: Status, message: str) -> Unacked:
+            return Unacked(fixed, name, reply=self._refuse(fixed, name, status, message))
+
         try:
             if dest and not self.settings.use_dest_paths:
                 self._drain(fixed.size)
-                return self._refuse(
-                    fixed,
-                    name,
+                return refused(
                     Status.DEST_PATHS_DISABLED,
                     "this receiver does not take destination paths "
                     "(start it with --use-dest-paths)",
@@ -367,21 +420,29 @@ class Session:
             landing = FileLanding(self.root, folders, final, fixed.size, fixed.checksum)
         except UnsafePathError as exc:
             self._drain(fixed.size)
-            return self._refuse(fixed, name, Status.UNSAFE_PATH, str(exc))
+            return refused(Status.UNSAFE_PATH, str(exc))
         except OSError as exc:
             self._drain(fixed.size)
-            return self._refuse(
-                fixed, name, _status_for(exc), f"cannot create {name}: {exc.strerror}"
-            )
+            return refused(_status_for(exc), f"cannot create {name}: {exc.strerror}")
         try:
             self._receive_body(landing, fixed.size)
         except BaseException:
             landing.abort()
             raise
         try:
-            landed = landing.commit(dir_syncs)
+            landing.seal()
         except ChecksumMismatch as exc:
-            return self._refuse(fixed, name, Status.CHECKSUM_MISMATCH, str(exc))
+            return refused(Status.CHECKSUM_MISMATCH, str(exc))
+        except OSError as exc:
+            return refused(_status_for(exc), f"cannot land {name}: {exc.strerror}")
+        return Unacked(fixed, name, landing=landing, camera=self._camera, started=started)
+
+    def _commit(self, item: Unacked, data_synced: bool, dir_syncs: list[int]) -> Reply:
+        """Link a sealed file under its final name; its folder fd goes to `dir_syncs`."""
+        fixed, name, landing = item.fixed, item.name, item.landing
+        assert landing is not None
+        try:
+            landed = landing.commit(dir_syncs, data_synced=data_synced)
         except ExistsDifferent as exc:
             return self._refuse(fixed, name, Status.EXISTS_DIFFERENT, str(exc))
         except UnsafePathError as exc:
@@ -391,7 +452,7 @@ class Session:
                 fixed, name, _status_for(exc), f"cannot land {name}: {exc.strerror}"
             )
         if self._metrics:
-            self._count_landed(fixed.size, landed.status == "duplicate", started)
+            self._count_landed(item, landed.status == "duplicate")
         if landed.status == "duplicate":
             self.counters.add(duplicates=1)
             log.debug(
@@ -416,14 +477,23 @@ class Session:
         )
         return Reply(fixed.seq, Status.OK)
 
-    def _count_landed(self, size: int, duplicate: bool, started: float) -> None:
+    def _count_landed(self, item: Unacked, duplicate: bool) -> None:
         assert self._metrics is not None
         if duplicate:
-            self._metrics.received_duplicates.labels(self._camera).inc()
+            self._metrics.received_duplicates.labels(item.camera).inc()
         else:
-            self._metrics.received_files.labels(self._camera).inc()
-            self._metrics.received_bytes.labels(self._camera).inc(size)
-        self._durable.append((started, self._camera))
+            self._metrics.received_files.labels(item.camera).inc()
+            self._metrics.received_bytes.labels(item.camera).inc(item.fixed.size)
+        self._durable.append((item.started, item.camera))
+
+    def _receive_manifest(self, fixed: FixedHeader) -> Reply:
+        _name, dest = protocol.decode_names(fixed, self._read_exact(fixed.variable_len))
+        body = self._read_exact(fixed.size)
+        reply = manifest_reply(self.root, self.settings.use_dest_paths, fixed, dest, body)
+        if reply.status != Status.OK:
+            self.counters.add(errors=1)
+            log.warning("%s: manifest refused: %s", self.peer, reply.message)
+        return reply
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
         remaining = size

@@ -110,6 +110,13 @@ class Connection:
             # SO_SNDTIMEO passed with no room in the socket buffer: the link is stalled.
             raise ConnectionLost("send stalled past the timeout") from None
 
+    def send_manifest(self, dest: str, body: bytes) -> int:
+        """Send a MANIFEST message; returns the sequence number its reply will carry."""
+        seq = self._next_seq
+        self._next_seq += 1
+        self._send(protocol.encode_manifest(seq, dest, body))
+        return seq
+
     def send_end(self) -> int:
         seq = self._next_seq
         self._next_seq += 1

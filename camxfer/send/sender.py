@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 from camxfer.errors import TransferError, UsageError
+from camxfer.send.connection import Connection
 from camxfer.send.observe import SendObserver, metrics_observer, progress_of
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
@@ -38,6 +39,7 @@ class SendRun:
         progress_interval: float = 1.0,
         observer: SendObserver | None = None,
         observer_interval: float = 0.5,
+        keep_connection: bool = False,
     ) -> None:
         if not opts.src_dir.is_dir():
             raise UsageError(f"source folder {opts.src_dir} does not exist or is not a folder")
@@ -56,6 +58,12 @@ class SendRun:
         self.observer_interval = observer_interval
         self._work: WorkQueue | None = None
         self._last_tick = 0.0
+        # name on the receiver -> (size, XXH3-128) of every file acknowledged: the manifest
+        self.landed_files: dict[str, tuple[int, bytes]] = {}
+        # With keep_connection: one worker's connection, still open at the end (no END sent
+        # yet) for the manifest; the caller owns it and must close it.
+        self.keep_connection = keep_connection
+        self.kept_connection: Connection | None = None
 
     def run(self) -> SendReport:
         opts = self.opts
@@ -84,6 +92,7 @@ class SendRun:
             if self.stop.is_set() or self._timed_out(deadline):
                 stop_taking.set()  # in-flight files finish; queued ones are abandoned
             self._join(workers)
+            self.kept_connection = next((w.kept for w in workers if w.kept is not None), None)
         finally:
             if watcher:
                 watcher.close()
@@ -121,6 +130,8 @@ class SendRun:
             )
             for i in range(count or self.opts.conns)
         ]
+        if workers and self.keep_connection:
+            workers[0].keep_open = True
         for worker in workers:
             worker.start()
         return workers
@@ -285,6 +296,7 @@ class SendRun:
         if result.kind == "landed":
             latency = result.at - item.ready_mono
             self.report.landed(item.rel, result.size, latency, result.duplicate)
+            self.landed_files[item.wire_name] = (result.size, result.checksum)
             log.debug(
                 "landed %s (%d bytes, %.1f ms%s)",
                 item.rel,

@@ -103,12 +103,14 @@ class Result:
     duplicate: bool = False
     reason: str = ""
     at: float = field(default_factory=time.monotonic)
+    checksum: bytes = b""  # of the bytes sent, for "landed" (the run's manifest lists it)
 
 
 @dataclass
 class _InFlight:
     item: ReadyFile
     size: int
+    checksum: bytes = b""
 
 
 class ConnectionWorker(threading.Thread):
@@ -139,6 +141,10 @@ class ConnectionWorker(threading.Thread):
         self._inflight: dict[int, _InFlight] = {}
         self._connect_failures = 0
         self.abandoned: list[ReadyFile] = []
+        # Set before start: at the end, leave the connection open (without END) in `kept`,
+        # so the run's manifest goes on one of its own connections.
+        self.keep_open = False
+        self.kept: Connection | None = None
 
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -178,7 +184,7 @@ class ConnectionWorker(threading.Thread):
         try:
             conn = self._connection(extra=1)
             seq = conn.send_file(fd, item.wire_name, self.opts.dest_path, size, checksum)
-            self._inflight[seq] = _InFlight(item, size)
+            self._inflight[seq] = _InFlight(item, size, checksum)
             self._collect(block=False)
         except ConnectionLost as exc:
             self._connection_lost(str(exc), also=item)
@@ -324,7 +330,13 @@ class ConnectionWorker(threading.Thread):
         item = flight.item
         if reply.status.landed:
             self.results.put(
-                Result("landed", item, size=flight.size, duplicate=reply.status == Status.DUPLICATE)
+                Result(
+                    "landed",
+                    item,
+                    size=flight.size,
+                    duplicate=reply.status == Status.DUPLICATE,
+                    checksum=flight.checksum,
+                )
             )
         elif reply.status == Status.CHECKSUM_MISMATCH:
             # The bytes sent differ from the bytes hashed: the file changed mid-send.
@@ -345,6 +357,9 @@ class ConnectionWorker(threading.Thread):
             if time.monotonic() > deadline:
                 break
             self._collect(block=True)
+        if self.keep_open and self._conn is not None and not self._inflight:
+            self.kept, self._conn = self._conn, None
+            return
         if self._conn is not None and not self._inflight:
             try:
                 seq = self._conn.send_end()

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from camxfer.manifest import MANIFEST_NAME
 from tests.fleet.helpers import (
     BIN,
     REPO,
@@ -149,7 +150,8 @@ def test_generate_then_trigger_lands_every_frame_whole(fleet: LocalFleet) -> Non
     for camera in CAMERAS:
         assert f"{camera}: {ASKED}/{ASKED} frames landed identical" in result.stdout
         landed = fleet.root / "frames" / "ball_local" / camera
-        names = sorted(p.name for p in landed.iterdir())
+        names = sorted(p.name for p in landed.iterdir() if p.name != MANIFEST_NAME)
+        assert (landed / MANIFEST_NAME).is_file()  # the camera run's manifest
         assert names == [f"frame_{camera}_{n:09d}.jpg" for n in range(FIRST, FIRST + ASKED)]
         for name in names:
             assert sha256(landed / name) == sha256(fleet.root / "ring" / camera / name)
@@ -193,7 +195,7 @@ def test_cleanup_needs_confirmation_and_clears_one_camera(fleet: LocalFleet) -> 
     cleared = fleet.play("cleanup", "confirm=yes camera=camera01")
     assert cleared.rc == 0, cleared.explain()
     assert not (landed / "camera01").exists()
-    assert len(list((landed / "camera02").iterdir())) == ASKED  # other cameras keep theirs
+    assert len(list((landed / "camera02").glob("*.jpg"))) == ASKED  # other cameras keep theirs
     assert len(list((fleet.root / "ring" / "camera01").iterdir())) == FRAMES  # sources stay
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from camxfer.manifest import MANIFEST_NAME
 from tests.fleet.helpers import lab_address, lab_env, lab_private, listening, play
 
 pytestmark = pytest.mark.timeout(900)
@@ -77,7 +78,7 @@ def test_trigger_moves_frames_across_hosts_byte_identical(lab: tuple[Path, dict]
         assert f"{camera}: {ASKED}/{ASKED} frames landed identical" in played.output
         landed = lab_private("sto1", f"{dest}/ball_lab/{camera}")
         source = lab_private(host, f"/srv/camxfer/ring/{camera}")
-        names = sorted(p.name for p in landed.iterdir())
+        names = sorted(p.name for p in landed.iterdir() if p.name != MANIFEST_NAME)
         assert names == [f"frame_{camera}_{n:09d}.jpg" for n in range(FIRST, FIRST + ASKED)]
         for name in names:
             assert sha256(landed / name) == sha256(source / name), f"{camera}/{name} differs"

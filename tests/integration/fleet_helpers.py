@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 CAMXFER = [sys.executable, "-m", "camxfer"]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 TEMP_PREFIX = ".camxfer-tmp-"
+MANIFEST_NAME = ".camxfer-manifest.json"  # each camera run's manifest (test_event_manifests.py)
 
 T = TypeVar("T")
 
@@ -131,10 +132,12 @@ def make_layout(root: Path, cameras: list[str]) -> Layout:
 
 
 def files_under(folder: Path) -> dict[str, str]:
-    """Every file below `folder` (hidden ones included): relative path -> sha256."""
+    """Every file below `folder` (hidden ones included, manifests left out): path -> sha256."""
     found = {}
     for dirpath, _dirs, files in os.walk(folder):
         for name in files:
+            if name == MANIFEST_NAME:
+                continue
             path = Path(dirpath, name)
             found[str(path.relative_to(folder))] = sha256(path)
     return found

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import (
+    MANIFEST_NAME,
     TEMP_PREFIX,
     finish_sender,
     frame_bytes,
@@ -54,6 +55,8 @@ class Observer(threading.Thread):
                 if entry.name.startswith(TEMP_PREFIX):
                     self.seen_temp = True
                     continue
+                if entry.name == MANIFEST_NAME:
+                    continue  # the run's manifest: test_manifest.py watches it
                 try:
                     size = entry.stat(follow_symlinks=False).st_size
                 except FileNotFoundError:

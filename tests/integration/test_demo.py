@@ -10,7 +10,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.integration.fleet_helpers import CAMXFER, ENV, REPO, free_ports
+from tests.integration.fleet_helpers import CAMXFER, ENV, MANIFEST_NAME, REPO, free_ports
 
 
 def test_demo_lands_every_frame_of_a_live_event(tmp_path: Path) -> None:
@@ -55,6 +55,7 @@ def test_demo_lands_every_frame_of_a_live_event(tmp_path: Path) -> None:
     events = list((tmp_path / "store" / "disk1").iterdir())
     assert len(events) == 1  # one ball id folder
     for camera, disk in (("camA", "disk1"), ("camB", "disk2")):
-        landed = sorted((tmp_path / "store" / disk / events[0].name / camera).iterdir())
+        folder = tmp_path / "store" / disk / events[0].name / camera
+        landed = sorted(p for p in folder.iterdir() if p.name != MANIFEST_NAME)
         assert len(landed) == 15
         assert all(p.read_bytes().endswith(b"\xff\xd9") for p in landed)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import MANIFEST_NAME
+
 
 @pytest.fixture
 def receiver(receivers, tmp_path: Path):
@@ -125,6 +127,6 @@ def test_once_reports_a_file_that_never_finishes_and_sends_the_rest(receiver, tm
     stats = json.loads(result.stdout)
     assert stats["files"] == 3 and stats["failed"] == 1
     assert [s["name"] for s in stats["skipped"]] == ["frame_cam01_000000003.jpg"]
-    assert sorted(p.name for p in (out / "ev").iterdir()) == sorted(done)
+    assert sorted(p.name for p in (out / "ev").iterdir()) == sorted([*done, MANIFEST_NAME])
     for name, data in done.items():
         assert (out / "ev" / name).read_bytes() == data

@@ -18,6 +18,7 @@ import pytest
 from fleet_helpers import (
     CAMXFER,
     ENV,
+    MANIFEST_NAME,
     Layout,
     Proc,
     make_layout,
@@ -74,7 +75,8 @@ def test_frames_never_written_at_the_end_are_missing_when_the_event_times_out(
         assert {p["name"] for p in cam["problems"]} == {frame_name(camera, n) for n in range(6, 12)}
         landed = fleet.dest(camera) / "ball_tail" / camera
         assert sorted(p.name for p in landed.iterdir()) == [
-            frame_name(camera, n) for n in range(2, 6)
+            MANIFEST_NAME,
+            *(frame_name(camera, n) for n in range(2, 6)),
         ]
 
 

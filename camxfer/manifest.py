@@ -1,0 +1,314 @@
+"""Event manifests: what one part of an event landed, as a versioned JSON document.
+
+A sender ends its part of an event (a `--once` run, one camera of a trigger) with a manifest
+listing every file it got acknowledged (name, size, XXH3-128) and its own report of the run;
+the receiver checks each listed file against the disk, merges the result with the manifest
+already in that folder, and lands it as `MANIFEST_NAME` beside the frames. `camxfer verify`
+and `camxfer events` read it back.
+
+Responsible for: the document's shape, parsing it strictly (it comes over the wire and from
+disk), encoding it, and merging two of them. Pure functions over bytes and dataclasses; the
+receiver (`recv/manifest.py`) and the tools do the file work.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from camxfer.errors import CamxferError
+
+# Hidden, so it can never be a frame: the receiver refuses every name that starts with a dot,
+# and tools that list frames (`camxfer digest`) leave hidden files out.
+MANIFEST_NAME = ".camxfer-manifest.json"
+FORMAT = "camxfer-manifest"
+VERSION = 1
+MAX_FILES = 1_000_000  # entries in one manifest; far above an event's frames per camera
+MAX_RUNS = 50  # run reports kept per manifest, newest last
+MAX_SKIPPED = 1000  # skipped names kept per run report (the counts stay exact)
+MAX_TEXT = 1024  # any free-text field (names, reasons, ids)
+
+_HEX128 = re.compile(r"[0-9a-f]{32}")
+
+
+class ManifestError(CamxferError):
+    """A manifest is not valid JSON or not in the camxfer manifest format."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One landed file: `name` is relative to the manifest's folder ('/'-separated)."""
+
+    name: str
+    size: int
+    checksum: str  # XXH3-128 of the bytes, 32 lowercase hex digits
+    landed: str | None = None  # UTC ISO 8601, set by the receiver from the landed file
+
+
+@dataclass(frozen=True)
+class Skipped:
+    name: str
+    reason: str  # "<kind>: <why>", kind one of failed, vanished, missing, abandoned, unverified
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The sender's report of one run of this part of the event."""
+
+    started: str  # UTC ISO 8601
+    ended: str
+    host: str = ""
+    files: int = 0  # acknowledged in this run (duplicates included)
+    duplicates: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    retries: int = 0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    failed: int = 0
+    vanished: int = 0
+    missing: int = 0
+    abandoned: int = 0
+    skipped: tuple[Skipped, ...] = ()
+    # Files the sender listed that the receiver did not find whole (filled in by the receiver).
+    unverified: tuple[Skipped, ...] = ()
+
+
+@dataclass
+class Manifest:
+    event: str | None = None
+    ball_id: str | None = None
+    camera: str | None = None
+    first_frame: str | None = None
+    asked: int | None = None  # files (frame numbers) asked for; None = no limit
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    runs: list[RunRecord] = field(default_factory=list)
+    updated: str | None = None
+
+    @property
+    def latest(self) -> RunRecord | None:
+        return self.runs[-1] if self.runs else None
+
+    @property
+    def bytes(self) -> int:
+        return sum(entry.size for entry in self.files.values())
+
+    def skipped(self) -> list[Skipped]:
+        """What the latest run could not land and that did not land in any run either."""
+        latest = self.latest
+        if latest is None:
+            return []
+        return [s for s in (*latest.skipped, *latest.unverified) if s.name not in self.files]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "event": self.event,
+            "ball_id": self.ball_id,
+            "camera": self.camera,
+            "first_frame": self.first_frame,
+            "asked": self.asked,
+            "updated": self.updated,
+            "files": [_entry_json(self.files[name]) for name in sorted(self.files)],
+            "runs": [_run_json(run) for run in self.runs],
+        }
+
+    def encode(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=1, sort_keys=False) + "\n").encode("utf-8")
+
+
+def iso_time(seconds: float) -> str:
+    """UTC ISO 8601 with milliseconds, e.g. 2026-11-30T09:22:04.123Z."""
+    whole = int(seconds)
+    millis = int((seconds - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def _entry_json(entry: FileEntry) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": entry.name, "size": entry.size, "xxh3_128": entry.checksum}
+    if entry.landed is not None:
+        data["landed"] = entry.landed
+    return data
+
+
+def _skipped_json(items: tuple[Skipped, ...]) -> list[dict[str, str]]:
+    return [{"name": s.name, "reason": s.reason} for s in items]
+
+
+def _run_json(run: RunRecord) -> dict[str, Any]:
+    return {
+        "started": run.started,
+        "ended": run.ended,
+        "host": run.host,
+        "files": run.files,
+        "duplicates": run.duplicates,
+        "bytes": run.bytes,
+        "seconds": run.seconds,
+        "retries": run.retries,
+        "latency_ms": {"p50": run.latency_p50_ms, "p99": run.latency_p99_ms},
+        "failed": run.failed,
+        "vanished": run.vanished,
+        "missing": run.missing,
+        "abandoned": run.abandoned,
+        "skipped": _skipped_json(run.skipped),
+        "unverified": _skipped_json(run.unverified),
+    }
+
+
+# --- parsing ---------------------------------------------------------------------------------
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse and check a manifest; ManifestError (one sentence) when anything is off."""
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ManifestError("manifest is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"manifest is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise ManifestError("manifest JSON is nested too deeply") from None
+    if not isinstance(raw, dict):
+        raise ManifestError("manifest must be a JSON object")
+    if raw.get("format") != FORMAT:
+        raise ManifestError(f"not a camxfer manifest (format is not {FORMAT!r})")
+    if raw.get("version") != VERSION:
+        raise ManifestError(
+            f"manifest version {raw.get('version')!r} unsupported; this camxfer reads {VERSION}"
+        )
+    files_raw = _get(raw, "files", list, [])
+    if len(files_raw) > MAX_FILES:
+        raise ManifestError(f"manifest lists {len(files_raw)} files, over {MAX_FILES}")
+    files: dict[str, FileEntry] = {}
+    for item in files_raw:
+        entry = _parse_entry(item)
+        if entry.name in files:
+            raise ManifestError(f"manifest lists {entry.name!r} twice")
+        files[entry.name] = entry
+    runs_raw = _get(raw, "runs", list, [])
+    return Manifest(
+        event=_opt_text(raw, "event"),
+        ball_id=_opt_text(raw, "ball_id"),
+        camera=_opt_text(raw, "camera"),
+        first_frame=_opt_text(raw, "first_frame"),
+        asked=_opt_count(raw, "asked"),
+        files=files,
+        runs=[_parse_run(item) for item in runs_raw[-MAX_RUNS:]],
+        updated=_opt_text(raw, "updated"),
+    )
+
+
+def _get(raw: dict, key: str, kind: type, default: Any) -> Any:
+    value = raw.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ManifestError(f"manifest field {key!r} must be {kind.__name__}")
+    return value
+
+
+def _opt_text(raw: dict, key: str) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ManifestError(f"manifest field {key!r} must be a string of at most {MAX_TEXT}")
+    return value
+
+
+def _count(raw: dict, key: str) -> int:
+    value = raw.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ManifestError(f"manifest field {key!r} must be a whole number of 0 or more")
+    return value
+
+
+def _opt_count(raw: dict, key: str) -> int | None:
+    return None if raw.get(key) is None else _count(raw, key)
+
+
+def _number(raw: dict, key: str) -> float:
+    value = raw.get(key, 0.0)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+        raise ManifestError(f"manifest field {key!r} must be a number of 0 or more")
+    return float(value)
+
+
+def _parse_entry(item: Any) -> FileEntry:
+    if not isinstance(item, dict):
+        raise ManifestError("each manifest file entry must be a JSON object")
+    name = item.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_TEXT or "\0" in name:
+        raise ManifestError("a manifest file entry has no valid name")
+    checksum = item.get("xxh3_128")
+    if not isinstance(checksum, str) or not _HEX128.fullmatch(checksum):
+        raise ManifestError(f"manifest entry {name!r}: xxh3_128 must be 32 lowercase hex digits")
+    return FileEntry(name, _count(item, "size"), checksum, _opt_text(item, "landed"))
+
+
+def _parse_skipped(items: Any, what: str) -> tuple[Skipped, ...]:
+    if not isinstance(items, list):
+        raise ManifestError(f"manifest run field {what!r} must be a list")
+    out = []
+    for item in items[:MAX_SKIPPED]:
+        if not isinstance(item, dict):
+            raise ManifestError(f"manifest run field {what!r} must list objects")
+        name, reason = item.get("name"), item.get("reason")
+        if not (isinstance(name, str) and isinstance(reason, str)):
+            raise ManifestError(f"manifest run field {what!r}: name and reason must be strings")
+        out.append(Skipped(name[:MAX_TEXT], reason[:MAX_TEXT]))
+    return tuple(out)
+
+
+def _parse_run(item: Any) -> RunRecord:
+    if not isinstance(item, dict):
+        raise ManifestError("each manifest run must be a JSON object")
+    latency = item.get("latency_ms", {})
+    if not isinstance(latency, dict):
+        raise ManifestError("manifest run field 'latency_ms' must be an object")
+    return RunRecord(
+        started=_opt_text(item, "started") or "",
+        ended=_opt_text(item, "ended") or "",
+        host=_opt_text(item, "host") or "",
+        files=_count(item, "files"),
+        duplicates=_count(item, "duplicates"),
+        bytes=_count(item, "bytes"),
+        seconds=_number(item, "seconds"),
+        retries=_count(item, "retries"),
+        latency_p50_ms=_number(latency, "p50"),
+        latency_p99_ms=_number(latency, "p99"),
+        failed=_count(item, "failed"),
+        vanished=_count(item, "vanished"),
+        missing=_count(item, "missing"),
+        abandoned=_count(item, "abandoned"),
+        skipped=_parse_skipped(item.get("skipped", []), "skipped"),
+        unverified=_parse_skipped(item.get("unverified", []), "unverified"),
+    )
+
+
+# --- merging ---------------------------------------------------------------------------------
+def merge(old: Manifest | None, new: Manifest) -> Manifest:
+    """The union of two manifests of one folder: every file once, runs appended.
+
+    For a name in both, the new entry wins (it is what the sender just had acknowledged);
+    the first landed time is kept when the bytes are the same. The receiver checks every
+    merged entry against the disk before writing the result.
+    """
+    if old is None:
+        return replace(new, files=dict(new.files), runs=list(new.runs)[-MAX_RUNS:])
+    files = dict(old.files)
+    for name, entry in new.files.items():
+        before = files.get(name)
+        if before is not None and before.checksum == entry.checksum and before.size == entry.size:
+            entry = replace(entry, landed=before.landed or entry.landed)
+        files[name] = entry
+    return Manifest(
+        event=new.event or old.event,
+        ball_id=new.ball_id or old.ball_id,
+        camera=new.camera or old.camera,
+        first_frame=new.first_frame or old.first_frame,
+        asked=new.asked if new.asked is not None else old.asked,
+        files=files,
+        runs=[*old.runs, *new.runs][-MAX_RUNS:],
+        updated=new.updated or old.updated,
+    )
