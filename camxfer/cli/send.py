@@ -65,9 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--start-after",
         metavar="NAME",
-        help="only names strictly after this one, e.g. frame_camera01_000046835.jpg",
+        help="only names strictly after this one, e.g. frame_camera01_000046835.jpg "
+        "(default: from the first)",
     )
-    what.add_argument("--start-at", metavar="NAME", help="only names from this one on (inclusive)")
+    what.add_argument(
+        "--start-at",
+        metavar="NAME",
+        help="only names from this one on, inclusive (default: from the first)",
+    )
     what.add_argument(
         "--max-files",
         type=non_negative_int,
