@@ -15,7 +15,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from fleet_helpers import make_layout, receivers, run, trigger_server, write_frames
+from fleet_helpers import CAMXFER, ENV, make_layout, run, trigger_server, write_frames
+from fleet_helpers import receivers as receivers_of
 
 from camxfer.frames import frame_name
 from tests.conftest import REPO, make_frames, run_sender, send_command
@@ -68,16 +69,12 @@ def test_json_stats_stay_alone_on_stdout_with_progress_lines(receivers, tmp_path
     assert json.loads(loud.stdout)["files"] == 12
 
 
-def test_progress_bar_on_a_terminal(receivers, tmp_path: Path) -> None:
-    receiver = receivers(tmp_path / "out")
-    make_frames(tmp_path / "src", 30, size=30_000)
+def on_a_terminal(command: list[str], cwd: Path, env: dict | None = None) -> tuple[int, str, str]:
+    """Run `command` with its stderr on a real pseudo-terminal; (exit code, what it drew on
+    the terminal, its stdout)."""
     master, slave = pty.openpty()
     process = subprocess.Popen(
-        send_command(tmp_path / "src", receiver.port, "--once"),
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=slave,
+        command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave
     )
     os.close(slave)
     seen = b""
@@ -87,7 +84,7 @@ def test_progress_bar_on_a_terminal(receivers, tmp_path: Path) -> None:
             assert ready, f"no terminal output for 60 s:\n{seen.decode(errors='replace')}"
             try:
                 chunk = os.read(master, 65536)
-            except OSError:  # EIO: the sender closed the terminal's last writer
+            except OSError:  # EIO: the process closed the terminal's last writer
                 break
             if not chunk:
                 break
@@ -95,13 +92,48 @@ def test_progress_bar_on_a_terminal(receivers, tmp_path: Path) -> None:
     finally:
         os.close(master)
         process.wait(30)
-    text = seen.decode("utf-8", errors="replace")
-    assert process.returncode == 0, text
+    assert process.stdout is not None
+    stdout = process.stdout.read().decode()
+    return process.returncode, seen.decode("utf-8", errors="replace"), stdout
+
+
+def test_progress_bar_on_a_terminal(receivers, tmp_path: Path) -> None:
+    receiver = receivers(tmp_path / "out")
+    make_frames(tmp_path / "src", 30, size=30_000)
+    code, text, stdout = on_a_terminal(
+        send_command(tmp_path / "src", receiver.port, "--once"), REPO
+    )
+    assert code == 0, text
     assert "\r" in text  # redrawn in place
     assert re.search(r"100%\|[^|]*\| 30/30 files", text), text
     assert re.search(r"\d+\.\d MB, \d+\.\d MB/s, 0 failed", text), text
     assert "sent 30 files" in text  # the summary log line still comes through, whole
-    assert process.stdout is not None and process.stdout.read() == b""
+    assert stdout == ""
+
+
+def test_trigger_wait_draws_a_bar_on_a_terminal(tmp_path: Path) -> None:
+    layout = make_layout(tmp_path / "fleet", ["cam01"])
+    write_frames(layout.src("cam01"), "cam01", range(1, 15))
+    with receivers_of(layout), trigger_server(layout):
+        code, text, stdout = on_a_terminal(
+            [
+                *CAMXFER,
+                "trigger",
+                "--port",
+                str(layout.zmq_port),
+                "--frame-id",
+                frame_name("cam01", 2),
+                "--ball-id",
+                "ball_t",
+                "--wait",
+            ],
+            layout.root,
+            ENV,
+        )
+    assert code == 0, text
+    assert re.search(r"ball_t-2: 100%\|[^|]*\| 10/10 files", text), text
+    assert stdout.startswith("event ball_t-2: done")  # the summary: on stdout, not in the bar
+    assert "event ball_t-2" not in text
 
 
 def test_trigger_wait_prints_progress_lines_and_the_summary(tmp_path: Path) -> None:
@@ -109,7 +141,7 @@ def test_trigger_wait_prints_progress_lines_and_the_summary(tmp_path: Path) -> N
     layout = make_layout(tmp_path / "fleet", cameras)
     for camera in cameras:
         write_frames(layout.src(camera), camera, range(300, 320))
-    with receivers(layout), trigger_server(layout):
+    with receivers_of(layout), trigger_server(layout):
         done = run(
             [
                 "trigger",
