@@ -16,6 +16,9 @@ from pathlib import Path
 
 ROTATE_BYTES = 10 * 1024 * 1024
 ROTATE_KEEP = 5
+# Fields a log call may attach with extra={...}: JSON lines carry them as keys of their own,
+# so a log shipper can filter on "event": "file_failed" without parsing the message.
+FIELDS = ("event", "peer", "camera", "file", "reason", "bytes", "files", "worker", "restarts")
 
 
 @dataclass
@@ -43,9 +46,23 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key in FIELDS:
+            if key in record.__dict__:
+                entry[key] = record.__dict__[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+def child_flags(name: str) -> list[str]:
+    """Global log flags for a camxfer process this one starts (a camera's receiver or
+    sender): the same format, and its own log file beside ours (`x.log` -> `x.camera01.log`),
+    since two processes rotating one file would lose lines."""
+    flags = ["--log-json"] if output.json else []
+    if output.file is not None:
+        path = output.file
+        flags += ["--log-file", str(path.with_name(f"{path.stem}.{name}{path.suffix}"))]
+    return flags
 
 
 def setup_logging(command: str, *, verbose: bool = False) -> None:

@@ -23,6 +23,7 @@ COMMANDS = (
     "senders",
     "receivers",
     "trigger",
+    "status",
     "generate",
     "clear",
     "digest",

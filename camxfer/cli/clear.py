@@ -74,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--camera",
         metavar="NAME",
         help=(
-            "remove only this camera's folders <dest_path>/*/NAME, dest_path taken from --config"
+            "remove only this camera's folders <dest_path>/*/NAME, dest_path taken from "
+            "--config (default: every camera)"
         ),
     )
     which.add_argument(

@@ -7,9 +7,15 @@ import logging
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from camxfer import auth
+from camxfer.errors import UsageError
+from camxfer.metrics import MetricsSettings
 from camxfer.tls import TlsFiles
+
+if TYPE_CHECKING:
+    from camxfer.fleet.curve import CurveClientKeys
 
 
 def positive_int(text: str) -> int:
@@ -93,11 +99,16 @@ def add_tls_arguments(
         )
         cert_help = "client certificate (PEM) for a receiver started with --tls-ca"
         ca_help = "speak TLS and trust only this CA (PEM) for the receiver's certificate"
-    parser.add_argument("--tls-cert", type=Path, metavar="FILE", help=cert_help)
     parser.add_argument(
-        "--tls-key", type=Path, metavar="FILE", help="private key of --tls-cert (PEM, mode 0600)"
+        "--tls-cert", type=Path, metavar="FILE", help=f"{cert_help} (default: none)"
     )
-    parser.add_argument("--tls-ca", type=Path, metavar="FILE", help=ca_help)
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        metavar="FILE",
+        help="private key of --tls-cert (PEM, mode 0600) (default: none)",
+    )
+    parser.add_argument("--tls-ca", type=Path, metavar="FILE", help=f"{ca_help} (default: none)")
 
 
 def tls_argv(args: argparse.Namespace) -> list[str]:
@@ -119,3 +130,76 @@ def tls_files(args: argparse.Namespace) -> TlsFiles | None:
     if getattr(args, "tls", False) or files != TlsFiles():
         return files
     return None
+
+
+def add_metrics_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add --metrics-port and --metrics-bind (see camxfer.metrics) to a command."""
+    group = parser.add_argument_group("metrics")
+    group.add_argument(
+        "--metrics-port",
+        type=port_number,
+        default=None,
+        metavar="PORT",
+        help=f"serve Prometheus metrics of {what} on http://ADDR:PORT/metrics (default: off)",
+    )
+    group.add_argument(
+        "--metrics-bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics endpoint binds (default: %(default)s, this host only)",
+    )
+
+
+def metrics_settings(args: argparse.Namespace) -> MetricsSettings | None:
+    port = getattr(args, "metrics_port", None)
+    return None if port is None else MetricsSettings(port, args.metrics_bind)
+
+
+def add_progress_arguments(parser: argparse.ArgumentParser, *, auto_note: str = "") -> None:
+    """Add --progress and --progress-interval (see camxfer.progress) to a command."""
+    group = parser.add_argument_group("progress")
+    group.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines", "off"),
+        default="auto",
+        help="live progress on stderr: 'bar' (redrawn in place), 'lines' (one line every "
+        f"--progress-interval), 'off'; 'auto' is a bar on a terminal, else lines{auto_note} "
+        "(default: %(default)s)",
+    )
+    group.add_argument(
+        "--progress-interval",
+        type=non_negative_float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between plain progress lines (default: 5)",
+    )
+
+
+def add_curve_client_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add --curve-secret and --curve-server-key: the keys of a CURVE trigger client."""
+    parser.add_argument(
+        "--curve-secret",
+        type=Path,
+        metavar="FILE",
+        help="this client's CURVE secret key (NAME.key_secret from 'camxfer keygen --curve'; "
+        "its NAME.key must be in the server's --zmq-curve-clients); needs --curve-server-key "
+        "(default: plain ZMQ, for a server without CURVE)",
+    )
+    parser.add_argument(
+        "--curve-server-key",
+        type=Path,
+        metavar="FILE",
+        help="the trigger server's CURVE public key (its NAME.key); a server with another "
+        "key gets nothing from this client, which then times out (default: none)",
+    )
+
+
+def curve_client_keys(args: argparse.Namespace) -> CurveClientKeys | None:
+    """The CURVE client keys given, or None for plain ZMQ; both or neither must be given."""
+    if args.curve_secret is None and args.curve_server_key is None:
+        return None
+    if args.curve_secret is None or args.curve_server_key is None:
+        raise UsageError("give both --curve-secret and --curve-server-key, or neither")
+    from camxfer.fleet.curve import CurveClientKeys
+
+    return CurveClientKeys(args.curve_secret, args.curve_server_key)

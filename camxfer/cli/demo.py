@@ -70,8 +70,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="longest the event may take (default: 120)",
     )
-    p.add_argument("--min-mb", type=non_negative_float, default=1.0, help="smallest frame, MiB")
-    p.add_argument("--max-mb", type=non_negative_float, default=2.0, help="largest frame, MiB")
+    p.add_argument(
+        "--min-mb",
+        type=non_negative_float,
+        default=1.0,
+        help="smallest frame, MiB (default: %(default)g)",
+    )
+    p.add_argument(
+        "--max-mb",
+        type=non_negative_float,
+        default=2.0,
+        help="largest frame, MiB (default: %(default)g)",
+    )
     add_auth_key_argument(p, per_camera=True)
     p.add_argument("--verbose", action="store_true", help="more log lines")
     p.set_defaults(handler=run)

@@ -46,12 +46,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="VARS",
-        help="extra variables as for ansible-playbook: 'k=v k2=v2', JSON, or @file (repeatable)",
+        help="extra variables as for ansible-playbook: 'k=v k2=v2', JSON, or @file "
+        "(repeatable; default: none)",
     )
     p.add_argument("--check", action="store_true", help="dry run: report what would change")
     p.add_argument("--diff", action="store_true", help="show the changes made to files")
-    p.add_argument("-l", "--limit", metavar="HOSTS", help="only these hosts (Ansible pattern)")
-    p.add_argument("-t", "--tags", metavar="TAGS", help="only tasks with these tags")
+    p.add_argument(
+        "-l", "--limit", metavar="HOSTS", help="only these hosts (Ansible pattern; default: all)"
+    )
+    p.add_argument(
+        "-t", "--tags", metavar="TAGS", help="only tasks with these tags (default: all tasks)"
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="pass -v to ansible-playbook")
     p.add_argument(
         "--keep-artifacts",

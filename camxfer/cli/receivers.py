@@ -6,10 +6,13 @@ import argparse
 import logging
 import sys
 
+from camxfer import logs, metrics
 from camxfer.auth import load_key
 from camxfer.cli.common import (
     add_auth_key_argument,
+    add_metrics_arguments,
     add_tls_arguments,
+    metrics_settings,
     positive_int,
     stop_on_signals,
     tls_argv,
@@ -62,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_auth_key_argument(p, per_camera=True)
     add_tls_arguments(p, receiver=True)
     p.add_argument("--verbose", action="store_true", help="log every file landed")
+    add_metrics_arguments(p, "every receiver it runs, added up (labelled by camera)")
     p.set_defaults(handler=run)
 
 
@@ -77,6 +81,7 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             sys.executable,
             "-m",
             "camxfer",
+            *logs.child_flags(camera.name),
             "recv",
             "--listen-ip",
             args.listen_ip or camera.host,
@@ -97,7 +102,7 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             argv.append("--reuseport")
         if args.verbose:
             argv.append("--verbose")
-        children.append(Child(f"receiver {camera.name} :{camera.port}", argv))
+        children.append(Child(f"receiver {camera.name} :{camera.port}", argv, tag=camera.name))
     if not children:
         raise UsageError("no cameras to run receivers for")
     return children
@@ -105,9 +110,17 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("receivers", verbose=args.verbose)
-    supervisor = Supervisor(receiver_children(args))
-
-    stop_on_signals(supervisor.stop_event, "every receiver")
-    supervisor.run()
+    with metrics.served(metrics_settings(args)) as recorder:
+        # The receivers it starts inherit CAMXFER_METRICS_DIR and record into its folder.
+        supervisor = Supervisor(
+            receiver_children(args),
+            on_restart=(
+                (lambda child: recorder.receiver_restarts.labels(child.tag).inc())
+                if recorder is not None
+                else None
+            ),
+        )
+        stop_on_signals(supervisor.stop_event, "every receiver")
+        supervisor.run()
     log.info("stopped")
     return ExitCode.OK

@@ -6,10 +6,13 @@ import argparse
 import logging
 from pathlib import Path
 
+from camxfer import metrics
 from camxfer.cli.common import (
     add_auth_key_argument,
+    add_metrics_arguments,
     add_tls_arguments,
     load_auth_key,
+    metrics_settings,
     non_negative_float,
     port_number,
     positive_int,
@@ -126,6 +129,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_tls_arguments(parser, receiver=True)
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
+    add_metrics_arguments(parser, "this receiver (every worker process)")
     parser.set_defaults(handler=run)
 
 
@@ -158,17 +162,18 @@ def run(args: argparse.Namespace) -> int:
     server = ReceiverServer(settings, listen)
 
     stop_on_signals(server.stop, "the receiver")
-    server.serve(
-        on_ready=lambda: log.info(
-            "listening on %s:%d, %d worker(s), landing under %s%s%s%s",
-            args.listen_ip,
-            args.port,
-            args.workers,
-            settings.out_dir,
-            " (destination paths on)" if args.use_dest_paths else "",
-            ", senders must authenticate" if auth_key else "",
-            ", TLS only" if tls else "",
+    with metrics.served(metrics_settings(args)):
+        server.serve(
+            on_ready=lambda: log.info(
+                "listening on %s:%d, %d worker(s), landing under %s%s%s%s",
+                args.listen_ip,
+                args.port,
+                args.workers,
+                settings.out_dir,
+                " (destination paths on)" if args.use_dest_paths else "",
+                ", senders must authenticate" if auth_key else "",
+                ", TLS only" if tls else "",
+            )
         )
-    )
     log.info("stopped")
     return ExitCode.OK

@@ -6,14 +6,18 @@ import argparse
 import json
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
+from camxfer import metrics, progress
 from camxfer.cli.common import (
     add_auth_key_argument,
+    add_metrics_arguments,
+    add_progress_arguments,
     add_tls_arguments,
     load_auth_key,
+    metrics_settings,
     non_negative_float,
     non_negative_int,
     port_number,
@@ -23,6 +27,7 @@ from camxfer.cli.common import (
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
 from camxfer.send.manifest import EventInfo, build_manifest, deliver_manifest, file_entries
+from camxfer.send.observe import SendProgress
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 from camxfer.send.sender import SendRun
@@ -65,9 +70,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--start-after",
         metavar="NAME",
-        help="only names strictly after this one, e.g. frame_camera01_000046835.jpg",
+        help="only names strictly after this one, e.g. frame_camera01_000046835.jpg "
+        "(default: from the first)",
     )
-    what.add_argument("--start-at", metavar="NAME", help="only names from this one on (inclusive)")
+    what.add_argument(
+        "--start-at",
+        metavar="NAME",
+        help="only names from this one on, inclusive (default: from the first)",
+    )
     what.add_argument(
         "--max-files",
         type=non_negative_int,
@@ -222,6 +232,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "receivers older than manifests)",
     )
     run_group.add_argument("--verbose", action="store_true", help="log every file sent")
+    add_progress_arguments(p, auto_note=" (off with --json-stats)")
+    add_metrics_arguments(p, "this sender")
     p.set_defaults(handler=run)
 
 
@@ -278,19 +290,36 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    progress = None if args.json_stats else _progress_printer()
+    view = progress.make_view(
+        args.progress,
+        sys.stderr,
+        interval=args.progress_interval,
+        emit=log.info,
+        quiet_default=args.json_stats,
+    )
+    observer = _ProgressObserver(view) if view is not None else None
     manifest = opts.once and not args.no_manifest
-    sender = SendRun(opts, stop=stop, abandon=abandon, progress=progress, keep_connection=manifest)
-    try:
-        report = sender.run()
-    except TransferError as exc:
-        # A run that ends in a fatal error (the receiver refused us) still owes a script its
-        # one JSON object, saying what did get sent and why the run stopped.
-        if args.json_stats:
-            print(
-                json.dumps({**sender.report.to_json(), "ok": False, "error": str(exc)}), flush=True
-            )
-        raise
+    # Metrics first: the run takes this process's recorder when it is made.
+    with metrics.served(metrics_settings(args)):
+        sender = SendRun(
+            opts, stop=stop, abandon=abandon, observer=observer, keep_connection=manifest
+        )
+        try:
+            with progress.keep_logs_above(view):
+                try:
+                    report = sender.run()
+                finally:
+                    if view is not None:
+                        view.close()
+        except TransferError as exc:
+            # A run that ends in a fatal error (the receiver refused us) still owes a script
+            # its one JSON object, saying what did get sent and why the run stopped.
+            if args.json_stats:
+                print(
+                    json.dumps({**sender.report.to_json(), "ok": False, "error": str(exc)}),
+                    flush=True,
+                )
+            raise
     manifest_ok = True
     stats = report.to_json()
     if manifest:
@@ -315,9 +344,19 @@ def _send_manifest(opts: SendOptions, sender: SendRun) -> tuple[bool, dict]:
     return True, {"landed": True, "files": len(manifest.files)}
 
 
-def _progress_printer() -> Callable[[SendReport], None]:
-    def show(report: SendReport) -> None:
-        if report.files:
-            log.info("progress: %s", report.summary_line())
+class _ProgressObserver:
+    """Feeds a sender run's snapshots to a progress view."""
 
-    return show
+    def __init__(self, view: progress.View) -> None:
+        self.view = view
+
+    def tick(self, snapshot: SendProgress, report: SendReport) -> None:
+        self.view.show(
+            progress.Figures(
+                files=snapshot.files,
+                expected=snapshot.expected,
+                bytes=snapshot.bytes,
+                failed=snapshot.failed,
+                seconds=snapshot.seconds,
+            )
+        )

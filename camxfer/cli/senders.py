@@ -11,10 +11,13 @@ import threading
 import time
 from pathlib import Path
 
+from camxfer import logs, metrics
 from camxfer.auth import load_key
 from camxfer.cli.common import (
     add_auth_key_argument,
+    add_metrics_arguments,
     add_tls_arguments,
+    metrics_settings,
     non_negative_float,
     non_negative_int,
     port_number,
@@ -81,14 +84,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="FILE",
         help="CURVE-encrypt and authenticate the trigger socket with this server secret key "
-        "(NAME.key_secret from 'camxfer keygen --curve'); needs --zmq-curve-clients",
+        "(NAME.key_secret from 'camxfer keygen --curve'); needs --zmq-curve-clients "
+        "(default: plain ZMQ)",
     )
     trigger.add_argument(
         "--zmq-curve-clients",
         type=Path,
         metavar="DIR",
         help="folder of the client public keys (*.key) allowed to send triggers; "
-        "read at start, so restart to add or remove a client",
+        "read at start, so restart to add or remove a client (default: none)",
     )
     trigger.add_argument(
         "--frame-timeout",
@@ -142,6 +146,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_auth_key_argument(both, per_camera=True)
     add_tls_arguments(both, receiver=False)
     both.add_argument("--verbose", action="store_true", help="log every file sent")
+    add_metrics_arguments(
+        p, "the trigger server, or of every sender started in direct mode (by camera)"
+    )
     p.set_defaults(handler=run)
 
 
@@ -179,8 +186,15 @@ def run(args: argparse.Namespace) -> int:
     if args.zmq:
         if args.detach or args.once:
             raise UsageError("--zmq serves triggers; it does not take --detach or --once")
-        return _serve_triggers(args)
-    return _direct(args)
+        with metrics.served(metrics_settings(args)):
+            return _serve_triggers(args)
+    if args.detach and args.metrics_port is not None:
+        raise UsageError(
+            "--metrics-port cannot serve detached senders (they outlive this command); "
+            "run them in the foreground under a service manager, or use --zmq"
+        )
+    with metrics.served(metrics_settings(args)):
+        return _direct(args)
 
 
 def _serve_triggers(args: argparse.Namespace) -> int:
@@ -218,6 +232,7 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
         sys.executable,
         "-m",
         "camxfer",
+        *logs.child_flags(camera.name),
         "send",
         "--src-dir",
         str(camera.src),

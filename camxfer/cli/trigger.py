@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+import time
+from collections.abc import Callable
 
-from camxfer.cli.common import non_negative_float, port_number
+from camxfer import progress
+from camxfer.cli.common import (
+    add_curve_client_arguments,
+    add_progress_arguments,
+    curve_client_keys,
+    non_negative_float,
+    port_number,
+)
 from camxfer.errors import ExitCode, TransferError, UsageError
-from camxfer.fleet.curve import CurveClientKeys
 from camxfer.fleet.trigger_client import EventStillRunning, TriggerClient
 
 EXAMPLES = """\
@@ -36,9 +43,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="trigger server address (default: %(default)s)"
     )
     p.add_argument("--port", type=port_number, default=5555, help="ZMQ port (default: %(default)s)")
-    p.add_argument("--frame-id", help="first frame of the event, e.g. frame_camera01_000046836.jpg")
-    p.add_argument("--ball-id", help="event name; frames land in <dest_path>/<ball_id>/<camera>/")
-    p.add_argument("--status", metavar="EVENT", help="only ask for an event's status")
+    p.add_argument(
+        "--frame-id",
+        help="first frame of the event, e.g. frame_camera01_000046836.jpg "
+        "(required unless --status)",
+    )
+    p.add_argument(
+        "--ball-id",
+        help="event name; frames land in <dest_path>/<ball_id>/<camera>/ "
+        "(required unless --status)",
+    )
+    p.add_argument(
+        "--status",
+        metavar="EVENT",
+        help="only ask for an event's status, e.g. ball_001-46836 (default: send a trigger)",
+    )
     p.add_argument(
         "--wait",
         action="store_true",
@@ -58,21 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="how long to wait for each reply before retrying (default: 5)",
     )
-    p.add_argument(
-        "--curve-secret",
-        type=Path,
-        metavar="FILE",
-        help="this client's CURVE secret key (NAME.key_secret from 'camxfer keygen --curve'; "
-        "its NAME.key must be in the server's --zmq-curve-clients); needs --curve-server-key",
-    )
-    p.add_argument(
-        "--curve-server-key",
-        type=Path,
-        metavar="FILE",
-        help="the trigger server's CURVE public key (its NAME.key); a server with another "
-        "key gets nothing from this client, which then times out",
-    )
+    add_curve_client_arguments(p)
     p.add_argument("--json", action="store_true", help="print the final reply or status as JSON")
+    add_progress_arguments(p, auto_note=" (with --wait)")
     p.set_defaults(handler=run)
 
 
@@ -88,31 +95,29 @@ def _summary(status: dict) -> str:
     return "\n".join(lines)
 
 
-def _progress(status: dict) -> None:
-    if not sys.stderr.isatty():
-        return
-    totals = status.get("totals", {})
-    if totals:
-        print(
-            f"\r{status['event']}: {totals['landed']}/{totals['asked']} frames, "
-            f"{totals['bytes'] / 1e6:.0f} MB",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+def _show_status(view: progress.View) -> Callable[[dict], None]:
+    """An on_status callback feeding the event's totals to a progress view."""
+    started = time.monotonic()  # our clock: the server's may be another host's
 
+    def show(status: dict) -> None:
+        totals = status.get("totals")
+        if totals:
+            view.show(
+                progress.Figures(
+                    files=totals["landed"],
+                    expected=totals["asked"],
+                    bytes=totals["bytes"],
+                    failed=totals["missing"] + totals["failed"],
+                    seconds=time.monotonic() - started,
+                )
+            )
 
-def _curve_keys(args: argparse.Namespace) -> CurveClientKeys | None:
-    if args.curve_secret is None and args.curve_server_key is None:
-        return None
-    if args.curve_secret is None or args.curve_server_key is None:
-        raise UsageError("give both --curve-secret and --curve-server-key, or neither")
-    return CurveClientKeys(args.curve_secret, args.curve_server_key)
+    return show
 
 
 def run(args: argparse.Namespace) -> int:
     client = TriggerClient(
-        args.host, args.port, timeout=args.reply_timeout, curve=_curve_keys(args)
+        args.host, args.port, timeout=args.reply_timeout, curve=curve_client_keys(args)
     )
     try:
         if args.status:
@@ -127,9 +132,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"camxfer trigger: refused: {reply.get('error')}", file=sys.stderr)
             return ExitCode.FAILED
         if args.wait and event:
-            reply = client.wait(event, timeout=args.timeout, on_status=_progress)
-            if sys.stderr.isatty():
-                print(file=sys.stderr)
+            view = progress.make_view(
+                args.progress, sys.stderr, label=event, interval=args.progress_interval
+            )
+            try:
+                reply = client.wait(
+                    event, timeout=args.timeout, on_status=_show_status(view) if view else None
+                )
+            finally:
+                if view is not None:
+                    view.close()
             if not reply.get("ok"):  # e.g. the server restarted and forgot the event
                 print(f"camxfer trigger: event {event}: {reply.get('error')}", file=sys.stderr)
                 return ExitCode.FAILED

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from camxfer import metrics
 from camxfer.errors import CamxferError
 from camxfer.fleet.config import CameraConfig
 from camxfer.frames import frame_name
@@ -119,6 +120,8 @@ class Event:
             if self.running:
                 return
             self.attempt += 1
+            if (recorder := metrics.recorder()) is not None:
+                recorder.events_running.inc()
             self.ended = None
             self.started = time.time()
             for run in self.runs:
@@ -203,6 +206,9 @@ class Event:
                 run.thread.join()
         self.ended = time.time()
         status = self.status()
+        if (recorder := metrics.recorder()) is not None:
+            recorder.events_running.dec()
+            recorder.events.labels(status["state"]).inc()
         log.info(
             "event %s %s: %s",
             self.id,
@@ -210,6 +216,7 @@ class Event:
             ", ".join(
                 f"{name} {c['landed']}/{c['asked']}" for name, c in status["cameras"].items()
             ),
+            extra={"event": "event_ended", "reason": status["state"]},
         )
 
     def status(self) -> dict:

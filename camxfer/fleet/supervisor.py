@@ -18,6 +18,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 log = logging.getLogger("camxfer.fleet")
@@ -36,6 +37,7 @@ class Child:
     backoff: float = 0.5
     restart_at: float | None = None
     history: list[int] = field(default_factory=list)  # exit codes seen
+    tag: str = ""  # what metrics call this child (its camera, for receivers)
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, process_group=0)
@@ -54,9 +56,12 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, children: list[Child]) -> None:
+    def __init__(
+        self, children: list[Child], *, on_restart: Callable[[Child], None] | None = None
+    ) -> None:
         self.children = children
         self.stop_event = threading.Event()
+        self.on_restart = on_restart  # e.g. count restarts in the metrics
 
     def run(self, poll_s: float = 0.2) -> None:
         for child in self.children:
@@ -73,8 +78,14 @@ class Supervisor:
             if now >= child.restart_at:
                 child.restarts += 1
                 child.start()
+                if self.on_restart is not None:
+                    self.on_restart(child)
                 log.warning(
-                    "restarted %s (pid %d), restart #%d", child.name, child.pid, child.restarts
+                    "restarted %s (pid %d), restart #%d",
+                    child.name,
+                    child.pid,
+                    child.restarts,
+                    extra={"event": "service_restarted", "restarts": child.restarts},
                 )
             return
         assert child.process is not None
@@ -92,6 +103,7 @@ class Supervisor:
             child.process.pid,
             code,
             child.backoff,
+            extra={"event": "service_exited", "reason": f"exit status {code}"},
         )
         child.backoff = min(child.backoff * 2, MAX_BACKOFF_S)
 

@@ -59,7 +59,8 @@ class TriggerClient:
                 sock.close()
         raise TransferError(
             f"no reply from the trigger server at {self.endpoint} "
-            f"after {self.retries} tries of {self.timeout:g} s"
+            f"after {self.retries} tries of {self.timeout:g} s; is `camxfer senders --zmq` "
+            "running there on that port (camxfer status shows it)?"
         )
 
     def trigger(self, frame_id: str, ball_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from camxfer import metrics
 from camxfer.errors import TransferError
 from camxfer.fleet.curve import CurveServerKeys, start_server
 from camxfer.fleet.events import EventBook
@@ -26,6 +27,7 @@ from camxfer.frames import parse_frame_id
 log = logging.getLogger("camxfer.trigger")
 
 MAX_MESSAGE_BYTES = 64 * 1024  # larger requests make libzmq drop the peer
+RECENT_EVENTS = 10  # events listed by {"events": true}, newest first
 SAFE_BALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # parse_frame_id's `\d` matches any Unicode digit ("frame_cam01_\u0661.jpg" would be frame 1):
 # only printable ASCII without spaces gets that far, so a frame has exactly one id.
@@ -125,7 +127,10 @@ class TriggerServer:
             self.socket.bind(bind)
         except zmq.ZMQError as exc:
             self._close()
-            raise TransferError(f"cannot bind the trigger socket to {bind}: {exc}") from exc
+            raise TransferError(
+                f"cannot bind the trigger socket to {bind}: {exc}; stop the other trigger "
+                "server there or choose another --zmq-port"
+            ) from exc
         except BaseException:
             self._close()
             raise
@@ -153,12 +158,24 @@ class TriggerServer:
                 return event.status()
             if message.get("list") is True:
                 return {"ok": True, "events": {k: e.state for k, e in self.book.events.items()}}
+            if message.get("events") is True:
+                return {"ok": True, "events": self.recent_events()}
             ball_id, number = validate_trigger(message)
             event = self.book.trigger(ball_id, number)
-            log.info("trigger: ball %s from frame %d -> event %s", ball_id, number, event.id)
+            log.info(
+                "trigger: ball %s from frame %d -> event %s",
+                ball_id,
+                number,
+                event.id,
+                extra={"event": "trigger_accepted"},
+            )
+            self._count("accepted")
             return {"ok": True, "event": event.id}
         except BadRequest as exc:
-            log.warning("bad request: %s", exc)
+            log.warning(
+                "bad request: %s", exc, extra={"event": "trigger_refused", "reason": str(exc)}
+            )
+            self._count("refused")
             return {"ok": False, "error": str(exc)}
         except Exception as exc:  # the REP lockstep needs a reply even for our own bugs
             log.exception("error handling a request")
@@ -174,6 +191,21 @@ class TriggerServer:
             if reason != last_reason or now - last_time >= REFUSAL_LOG_INTERVAL:
                 self._last_refusal = (reason, now)
                 log.warning("refused a trigger client: %s; %d refused so far", reason, self.refused)
+
+    def recent_events(self, limit: int = RECENT_EVENTS) -> list[dict[str, Any]]:
+        """The newest events' status, without their per-frame problem lists (kept small)."""
+        events = sorted(self.book.events.values(), key=lambda e: e.started, reverse=True)
+        listed = []
+        for event in events[:limit]:
+            status = event.status()
+            for camera in status["cameras"].values():
+                camera.pop("problems", None)
+            listed.append(status)
+        return listed
+
+    def _count(self, result: str) -> None:
+        if (recorder := metrics.recorder()) is not None:
+            recorder.triggers.labels(result).inc()
 
     def serve(self) -> None:
         poller = zmq.Poller()

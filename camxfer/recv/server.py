@@ -10,6 +10,7 @@ that dies and removes the temporaries it left; SIGINT/SIGTERM stop everything gr
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
+from camxfer import metrics
 from camxfer.auth import FailureCounter
 from camxfer.errors import TransferError
 from camxfer.recv.landing import LandingRoot, remove_stale_temps
@@ -55,8 +57,18 @@ def open_listener(listen: ListenSettings, *, reuseport: bool) -> socket.socket:
         sock.close()
         raise TransferError(
             f"cannot listen on {listen.listen_ip}:{listen.port}: {exc.strerror or exc}"
+            + _LISTEN_HINTS.get(exc.errno, "")
         ) from exc
     return sock
+
+
+# What to do about the usual reasons a listening socket cannot be made.
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "; another process listens there (another receiver?): stop it or "
+    "choose another --port",
+    errno.EADDRNOTAVAIL: "; that address is not one of this host's: check --listen-ip",
+    errno.EACCES: "; ports below 1024 need root: choose a port of 1024 or more",
+}
 
 
 class Worker:
@@ -233,6 +245,8 @@ class ReceiverServer:
                     continue
                 removed = remove_stale_temps(self.settings.out_dir, only_pids={process.pid})
                 self.restarts += 1
+                if (recorder := metrics.recorder()) is not None:
+                    recorder.worker_restarts.inc()
                 log.warning(
                     "worker %d (pid %d) died with status %s; removed %d temporaries; "
                     "restarting (restart #%d)",
@@ -241,6 +255,12 @@ class ReceiverServer:
                     process.exitcode,
                     removed,
                     self.restarts,
+                    extra={
+                        "event": "worker_restarted",
+                        "worker": index,
+                        "restarts": self.restarts,
+                        "reason": f"exit status {process.exitcode}",
+                    },
                 )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camxfer import auth, protocol
+from camxfer import auth, metrics, protocol
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv.landing import (
@@ -85,6 +85,8 @@ class Unacked:
     name: str
     landing: FileLanding | None = None  # sealed: made durable and linked at the flush
     reply: Reply | None = None  # decided already (refused before the flush)
+    camera: str = "-"  # metrics label (from the destination)
+    started: float = 0.0  # monotonic time its header arrived (for the durable latency)
 
 
 class ConnectionClosed(Exception):
@@ -128,6 +130,12 @@ class Session:
         self._recv_mac: auth.MessageMac | None = None
         self._send_mac: auth.MessageMac | None = None
         self._names: bytes | None = None  # a FILE's name and destination, read to check its MAC
+        # Metrics (None when off): landed files waiting for their ack, with their start time.
+        self._metrics = metrics.recorder()
+        self._durable: list[tuple[float, str]] = []
+        self._camera = "-"
+        self._closed_because = "the sender ended the session"
+        self._opened = False  # handshake done: its close is worth an info line
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
@@ -171,6 +179,8 @@ class Session:
 
     # --- protocol ----------------------------------------------------------------------------
     def run(self) -> None:
+        if self._metrics:
+            self._metrics.receiver_connections.inc()
         try:
             if (self.tls is None or self._start_tls()) and self._handshake():
                 self._serve_messages()
@@ -193,9 +203,9 @@ class Session:
                     self.announced,
                     exc,
                 )
-            else:
-                log.debug("%s: connection ended (%s)", self.peer, exc)
+            self._closed_because = str(exc)
         except ProtocolError as exc:
+            self._closed_because = f"protocol error: {exc}"
             if self.settings.auth_key is not None and not self._authenticated:
                 self._authentication_failed(f"protocol error: {exc}", reply=False)
             else:
@@ -209,6 +219,23 @@ class Session:
                 if item.landing is not None:
                     item.landing.abort()
             self.sock.close()
+            if self._metrics:
+                self._metrics.receiver_connections.dec()
+            # A port probe (camxfer status, Ansible's wait_for) connects and closes at once:
+            # its close is only debug detail.
+            log.log(
+                logging.INFO if self._opened else logging.DEBUG,
+                "%s: connection closed (%s) after %d files",
+                self.peer,
+                self._closed_because,
+                self.received,
+                extra={
+                    "event": "connection_closed",
+                    "peer": self.peer,
+                    "reason": self._closed_because,
+                    "files": self.received,
+                },
+            )
 
     def _linger(self) -> None:
         """Half-close after an error reply and discard what the peer still sends, briefly.
@@ -263,11 +290,13 @@ class Session:
             return False
         self.announced = hello.count
         self._reply(Reply(0, Status.OK, f"camxfer/{protocol.VERSION}"))
-        log.debug(
+        log.info(
             "%s: connected%s",
             self.peer,
             f", announcing {hello.count} files" if hello.count is not None else "",
+            extra={"event": "connection_opened", "peer": self.peer},
         )
+        self._opened = True
         return True
 
     def _authenticate(self, hello: protocol.Hello, raw_hello: bytes, client_nonce: bytes) -> bool:
@@ -421,6 +450,7 @@ class Session:
         try:
             for item in pending:
                 fds: list[int] = []
+                self._camera = item.camera
                 if item.landing is not None and sync_error is not None:
                     item.landing.abort()
                     item.reply = self._refuse(
@@ -441,6 +471,16 @@ class Session:
             self.sock.sendall(b"".join(self._encode(reply) for reply in replies))
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
+        if self._durable:
+            self._observe_durable()
+
+    def _observe_durable(self) -> None:
+        """Per landed file, header received -> durable and acknowledged (once per flush)."""
+        assert self._metrics is not None
+        now = time.monotonic()
+        for started, camera in self._durable:
+            self._metrics.durable_seconds.labels(camera).observe(now - started)
+        self._durable.clear()
 
     @staticmethod
     def _sync_folders(pending: list[Unacked], folder_fds: list[int | None]) -> list[Reply]:
@@ -513,7 +553,14 @@ class Session:
             f"{self.settings.max_file_size} bytes (--max-file-size)"
         )
         self.counters.add(errors=1)
-        log.warning("%s: refused: %s", self.peer, message)
+        if self._metrics:  # its names are never read: no camera to tell
+            self._metrics.receive_failures.labels("-", Status.TOO_LARGE.name.lower()).inc()
+        log.warning(
+            "%s: refused: %s",
+            self.peer,
+            message,
+            extra={"event": "file_failed", "peer": self.peer, "reason": message},
+        )
         self._flush()
         self._reply(Reply(fixed.seq, Status.TOO_LARGE, message))
         self._linger()
@@ -537,6 +584,11 @@ class Session:
     def _receive_file(self, fixed: FixedHeader) -> Unacked:
         """Take one file's name and body into a sealed temp (or refuse it, staying in step)."""
         name, dest = self._take_names(fixed)
+        started = time.monotonic()
+        if self._metrics:
+            self._camera = self._metrics.camera(
+                metrics.camera_from_destination(dest, self.settings.out_dir.name)
+            )
 
         def refused(status: Status, message: str) -> Unacked:
             return Unacked(fixed, name, reply=self._refuse(fixed, name, status, message))
@@ -568,7 +620,7 @@ class Session:
             return refused(Status.CHECKSUM_MISMATCH, str(exc))
         except OSError as exc:
             return refused(_status_for(exc), f"cannot land {name}: {exc.strerror}")
-        return Unacked(fixed, name, landing=landing)
+        return Unacked(fixed, name, landing=landing, camera=self._camera, started=started)
 
     def _commit(self, item: Unacked, data_synced: bool, dir_syncs: list[int]) -> Reply:
         """Link a sealed file under its final name; its folder fd goes to `dir_syncs`."""
@@ -584,12 +636,30 @@ class Session:
             return self._refuse(
                 fixed, name, _status_for(exc), f"cannot land {name}: {exc.strerror}"
             )
+        if self._metrics:
+            self._count_landed(item, landed.status == "duplicate")
         if landed.status == "duplicate":
             self.counters.add(duplicates=1)
-            log.debug("%s: %s already landed, identical", self.peer, landed.path)
+            log.debug(
+                "%s: %s already landed, identical",
+                self.peer,
+                landed.path,
+                extra={"event": "file_duplicate", "peer": self.peer, "file": str(landed.path)},
+            )
             return Reply(fixed.seq, Status.DUPLICATE)
         self.counters.add(files=1, nbytes=fixed.size)
-        log.debug("%s: landed %s (%d bytes)", self.peer, landed.path, fixed.size)
+        log.debug(
+            "%s: landed %s (%d bytes)",
+            self.peer,
+            landed.path,
+            fixed.size,
+            extra={
+                "event": "file_landed",
+                "peer": self.peer,
+                "file": str(landed.path),
+                "bytes": fixed.size,
+            },
+        )
         return Reply(fixed.seq, Status.OK)
 
     def _take_names(self, fixed: FixedHeader) -> tuple[str, str]:
@@ -598,6 +668,15 @@ class Session:
         if names is None:
             names = self._read_exact(fixed.variable_len)
         return protocol.decode_names(fixed, names)
+
+    def _count_landed(self, item: Unacked, duplicate: bool) -> None:
+        assert self._metrics is not None
+        if duplicate:
+            self._metrics.received_duplicates.labels(item.camera).inc()
+        else:
+            self._metrics.received_files.labels(item.camera).inc()
+            self._metrics.received_bytes.labels(item.camera).inc(item.fixed.size)
+        self._durable.append((item.started, item.camera))
 
     def _receive_manifest(self, fixed: FixedHeader) -> Reply:
         _name, dest = self._take_names(fixed)
@@ -622,7 +701,15 @@ class Session:
 
     def _refuse(self, fixed: FixedHeader, name: str, status: Status, message: str) -> Reply:
         self.counters.add(errors=1)
-        log.warning("%s: %s refused: %s", self.peer, name, message)
+        if self._metrics:
+            self._metrics.receive_failures.labels(self._camera, status.name.lower()).inc()
+        log.warning(
+            "%s: %s refused: %s",
+            self.peer,
+            name,
+            message,
+            extra={"event": "file_failed", "peer": self.peer, "file": name, "reason": message},
+        )
         return Reply(fixed.seq, status, message)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from camxfer.errors import TransferError, UsageError
 from camxfer.send.connection import Connection
+from camxfer.send.observe import SendObserver, metrics_observer, progress_of
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 from camxfer.send.scan import Planner, ReadyFile, cleanup_part_files
@@ -36,6 +37,8 @@ class SendRun:
         abandon: threading.Event | None = None,
         progress: Callable[[SendReport], None] | None = None,
         progress_interval: float = 1.0,
+        observer: SendObserver | None = None,
+        observer_interval: float = 0.5,
         keep_connection: bool = False,
     ) -> None:
         if not opts.src_dir.is_dir():
@@ -50,6 +53,11 @@ class SendRun:
         self.fatal: str | None = None
         self._planner: Planner | None = None
         self._outstanding: dict[str, ReadyFile] = {}  # handed to workers, not final yet
+        # Progress displays and metrics: fed from the planner thread, never per chunk.
+        self._observers = [o for o in (observer, metrics_observer(opts)) if o is not None]
+        self.observer_interval = observer_interval
+        self._work: WorkQueue | None = None
+        self._last_tick = 0.0
         # name on the receiver -> (size, XXH3-128) of every file acknowledged: the manifest
         self.landed_files: dict[str, tuple[int, bytes]] = {}
         # With keep_connection: one worker's connection, still open at the end (no END sent
@@ -78,6 +86,7 @@ class SendRun:
             else:
                 work = WorkQueue()
                 workers = self._start_workers(work, stop_taking, announce=False)
+            self._work = work
             self._main_loop(planner, watcher, work, deadline)
             work.close()
             if self.stop.is_set() or self._timed_out(deadline):
@@ -95,6 +104,7 @@ class SendRun:
         self.report.abandoned.extend(self._outstanding)
         self._account_unsent(planner)
         self.report.ended = time.monotonic()
+        self._tick(ended=True)
         if self.fatal:
             raise TransferError(self.fatal)
         return self.report
@@ -191,6 +201,8 @@ class SendRun:
             if self.progress and now - last_progress >= self.progress_interval:
                 self.progress(self.report)
                 last_progress = now
+            if self._observers and now - self._last_tick >= self.observer_interval:
+                self._tick()
             woke = self._wait(planner, watcher)
 
     def _wait(self, planner: Planner, watcher: FolderWatcher | None) -> bool:
@@ -212,6 +224,27 @@ class SendRun:
                 return True
             time.sleep(min(step, max(end - time.monotonic(), 0)))
         return False
+
+    def _tick(self, *, ended: bool = False) -> None:
+        """Show every observer where the run stands (planner thread only)."""
+        self._last_tick = time.monotonic()
+        if not self._observers:
+            return
+        planner = self._planner
+        expected: int | None = self.opts.max_files or None
+        if expected is None and planner is not None and planner.backlog is not None:
+            # The backlog shrinks as files become final: add back what already ended.
+            expected = len(planner.backlog) + self.report.files + self.report.count("failed")
+        queued = self._work.queued() if self._work is not None and not ended else 0
+        progress = progress_of(
+            self.report,
+            queued=queued,
+            outstanding=0 if ended else len(self._outstanding),
+            expected=expected,
+            ended=ended,
+        )
+        for observer in self._observers:
+            observer.tick(progress, self.report)
 
     def _timed_out(self, deadline: float | None) -> bool:
         return deadline is not None and time.monotonic() >= deadline
@@ -270,9 +303,16 @@ class SendRun:
                 result.size,
                 latency * 1000,
                 ", already there" if result.duplicate else "",
+                extra={"event": "file_sent", "file": item.rel, "bytes": result.size},
             )
         else:
-            log.warning("%s %s: %s", result.kind, item.rel, result.reason)
+            log.warning(
+                "%s %s: %s",
+                result.kind,
+                item.rel,
+                result.reason,
+                extra={"event": f"file_{result.kind}", "file": item.rel, "reason": result.reason},
+            )
             self.report.add_problem(result.kind, item.rel, result.reason)
 
     def _final(self, item: ReadyFile) -> None:

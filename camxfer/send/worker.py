@@ -56,6 +56,11 @@ class WorkQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def queued(self) -> int:
+        """Files waiting in every lane (for progress and metrics)."""
+        with self._cond:
+            return sum(len(lane) for lane in self._lanes)
+
     def pending(self, lane: int) -> int:
         with self._cond:
             return len(self._lanes[lane % len(self._lanes)])
@@ -239,12 +244,32 @@ class ConnectionWorker(threading.Thread):
             announce = self.work.pending(self.index) + len(self._inflight) + extra
         self._conn = Connection(self.settings, announce)  # raises ConnectionLost / HandshakeRefused
         self._connect_failures = 0
+        # Per connection, not per file; at debug level because a trigger opens --conns of
+        # them per camera (the receiver logs every connection at info level).
+        log.debug(
+            "connection %d: connected to %s:%d",
+            self.index,
+            self.settings.host,
+            self.settings.port,
+            extra={
+                "event": "connection_opened",
+                "peer": f"{self.settings.host}:{self.settings.port}",
+            },
+        )
         return self._conn
 
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            log.debug(
+                "connection %d: closed",
+                self.index,
+                extra={
+                    "event": "connection_closed",
+                    "peer": f"{self.settings.host}:{self.settings.port}",
+                },
+            )
 
     def _connection_lost(self, reason: str, also: ReadyFile | None = None) -> None:
         if self._conn is not None:

@@ -4,7 +4,8 @@ Responsible for: reading every camera host's `camxfer_cameras` and every storage
 settings from hostvars, filling in defaults (frame folder, destination, receiver port from the
 storage host's base port), and refusing, with one sentence naming the host, the camera and the
 field, anything that would clash at run time: duplicate camera names, unknown storage hosts,
-two receivers (or a receiver and a trigger server) on one address and port. Also small helpers
+two receivers (or a receiver, a trigger server or a metrics endpoint) on one address and
+port. Also small helpers
 for the trigger playbook: frame names of an event and the comparison of digests.
 Not responsible for: whether folders exist or ports are free on the hosts (the services find
 that out when they start).
@@ -12,9 +13,10 @@ that out when they start).
 Inventory variables read (fleet-wide, each with a default):
   camera hosts:  camxfer_cameras (list of {name, storage_host, dest_path?, port?, src?,
                  pattern?, max_files?, conns?}), camxfer_frames_root (/srv/camxfer/ring),
-                 camxfer_trigger_port (5555), camxfer_address (ansible_host)
-  storage hosts: camxfer_dest_root (/srv/camxfer/frames), camxfer_receiver_base_port (50001),
+                 camxfer_trigger_port (5555), camxfer_trigger_metrics_port (0: off),
                  camxfer_address (ansible_host)
+  storage hosts: camxfer_dest_root (/srv/camxfer/frames), camxfer_receiver_base_port (50001),
+                 camxfer_receiver_metrics_port (0: off), camxfer_address (ansible_host)
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def camxfer_fleet(
                     seen_names,
                 )
             )
-    _assign_ports(hostvars, cameras, camera_hosts)
+    _assign_ports(hostvars, cameras, camera_hosts, storage_hosts)
     return cameras
 
 
@@ -181,11 +183,40 @@ def _camera(
     return camera
 
 
+def camxfer_metrics_port(hostvars: Mapping[str, Any], host: str, service: str) -> int:
+    """The metrics port of `service` ('receiver' or 'trigger') on `host`; 0 when it is off."""
+    if service not in ("receiver", "trigger"):
+        raise AnsibleFilterError(
+            f"camxfer_metrics_port: service must be receiver or trigger, not {service!r}."
+        )
+    key = f"camxfer_{service}_metrics_port"
+    value = _get(hostvars[host], key, 0)
+    if value in (0, "0", "", False):
+        return 0
+    return _port(value, f"host {host}, {key}")
+
+
 def _assign_ports(
-    hostvars: Mapping[str, Any], cameras: list[dict[str, Any]], camera_hosts: list[str]
+    hostvars: Mapping[str, Any],
+    cameras: list[dict[str, Any]],
+    camera_hosts: list[str],
+    storage_hosts: Sequence[str] = (),
 ) -> None:
     """Ports: explicit, else the storage host's base port + the camera's index on that host."""
     owners: dict[tuple[str, int], str] = {}
+    # Metrics endpoints first: a receiver port assigned from the base port must not take one.
+    for service, hosts in (("trigger", camera_hosts), ("receiver", storage_hosts)):
+        for host in hosts:
+            port = camxfer_metrics_port(hostvars, host, service)
+            if not port:
+                continue
+            key = (host_address(hostvars, host), port)
+            if key in owners:
+                raise AnsibleFilterError(
+                    f"host {host}, camxfer_{service}_metrics_port: {port} on {key[0]} is "
+                    f"already used by {owners[key]}; give each endpoint its own port."
+                )
+            owners[key] = f"the {service} metrics endpoint of host {host}"
     for camera_host in camera_hosts:
         port = _port(
             _get(hostvars[camera_host], "camxfer_trigger_port", DEFAULT_TRIGGER_PORT),
@@ -194,8 +225,8 @@ def _assign_ports(
         key = (host_address(hostvars, camera_host), port)
         if key in owners:
             raise AnsibleFilterError(
-                f"host {camera_host}, camxfer_trigger_port: {port} on {key[0]} is already the "
-                f"trigger port of {owners[key]}; give each camera host on one address its own."
+                f"host {camera_host}, camxfer_trigger_port: {port} on {key[0]} is already "
+                f"used by {owners[key]}; give each camera host on one address its own."
             )
         owners[key] = f"the trigger server of host {camera_host}"
     index: dict[str, int] = {}
@@ -342,4 +373,5 @@ class FilterModule:
             "camxfer_frame_number": camxfer_frame_number,
             "camxfer_frame_names": camxfer_frame_names,
             "camxfer_transfer_report": camxfer_transfer_report,
+            "camxfer_metrics_port": camxfer_metrics_port,
         }

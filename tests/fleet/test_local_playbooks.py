@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from camxfer.auth import write_key
 from camxfer.fleet.curve import create_keypair
@@ -52,6 +55,7 @@ class LocalFleet:
     extra_vars: dict
     base_port: int
     trigger_port: int
+    metrics_port: int  # the receivers'; the trigger server's is the next one
 
     def play(self, playbook: str, *extra: str, check: bool = False) -> Played:
         return play(playbook, INVENTORY, self.extra_vars, extra=extra, check=check)
@@ -68,6 +72,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, install_vars: dict) -> Itera
     server_public, server_secret = create_keypair(keys, "trigger-server")
     client_public, client_secret = create_keypair(keys, "operator")
     pki = make_pki(keys / "pki")
+    metrics_port = free_port_run(2, start=trigger_port + 10)
     extra_vars = {
         **install_vars,
         "camxfer_root": str(root / "opt"),
@@ -79,6 +84,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, install_vars: dict) -> Itera
         "camxfer_dest_root": str(root / "frames"),
         "camxfer_receiver_base_port": base_port,
         "camxfer_trigger_port": trigger_port,
+        "camxfer_receiver_metrics_port": metrics_port,
+        "camxfer_trigger_metrics_port": metrics_port + 1,
         "camxfer_trigger_max_files": ASKED,
         "camxfer_frames_count": FRAMES,
         "camxfer_frames_min_mb": 0.05,
@@ -94,7 +101,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, install_vars: dict) -> Itera
         "camxfer_receiver_tls_key_src": str(pki.server_key),
         "camxfer_trigger_tls_ca_src": str(pki.ca),
     }
-    fleet = LocalFleet(root, extra_vars, base_port, trigger_port)
+    fleet = LocalFleet(root, extra_vars, base_port, trigger_port, metrics_port)
     try:
         yield fleet
     finally:
@@ -227,6 +234,26 @@ def test_status_then_stop(fleet: LocalFleet) -> None:
     status = fleet.play("status")
     assert status.rc == 0, status.explain()
     assert "ball_local-3" in status.output  # the trigger server's recent events
+    # The one table of `camxfer status --json` from every host: services, ports, cameras.
+    assert re.search(r"localhost +camxfer-receiver +up \(pid \d+\)", status.output)
+    assert f"metrics :{fleet.metrics_port} answers" in status.output
+    assert f"trigger :{fleet.trigger_port} answers" in status.output
+    assert re.search(r"localhost +camera camera01 +backlog \d+", status.output)
+    assert re.search(r"localhost +event ball_local-3 +done", status.output)
+    # The metrics endpoints the roles turned on count the event's frames.
+    for port, name in (
+        (fleet.metrics_port, "camxfer_receiver_files_total"),
+        (fleet.metrics_port + 1, "camxfer_sender_files_total"),
+    ):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        counted = {
+            sample.labels["camera"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name
+        }
+        assert counted == dict.fromkeys(CAMERAS, ASKED), text
     stopped = fleet.play("stop")
     assert stopped.rc == 0, stopped.explain()
     assert stopped.changed()["localhost"] >= 2

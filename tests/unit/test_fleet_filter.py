@@ -163,6 +163,47 @@ def test_receiver_port_clashing_with_a_trigger_port_on_one_address_is_refused() 
         camxfer_fleet(hostvars, groups)
 
 
+def test_metrics_ports_come_from_the_inventory() -> None:
+    hostvars = load("local")[0]
+    metrics_port = FILTERS["camxfer_metrics_port"]
+    assert metrics_port(hostvars, "localhost", "receiver") == 9311
+    assert metrics_port(hostvars, "localhost", "trigger") == 9312
+    hostvars = load("example")[0]
+    assert metrics_port(hostvars, "sto1", "receiver") == 9101
+    assert metrics_port(hostvars, "cam1", "trigger") == 9102
+    assert metrics_port(hostvars, "cam1", "receiver") == 0  # not a storage host: off
+    with pytest.raises(AnsibleFilterError, match="service must be receiver or trigger"):
+        metrics_port(hostvars, "cam1", "camera")
+
+
+@pytest.mark.parametrize(
+    ("key", "port", "expected"),
+    [
+        # The receivers' metrics on a port the base port gives camera02.
+        ("camxfer_receiver_metrics_port", 50102, r"camera camera02.*receiver metrics endpoint"),
+        # Both endpoints of one host on one port.
+        ("camxfer_receiver_metrics_port", 9312, r"receiver_metrics_port: 9312.*trigger metrics"),
+        # The trigger server's metrics on the trigger port itself.
+        ("camxfer_trigger_metrics_port", 5556, r"camxfer_trigger_port: 5556.*trigger metrics"),
+        ("camxfer_trigger_metrics_port", 70000, r"trigger_metrics_port: must be a port number"),
+    ],
+)
+def test_metrics_port_clashes_are_refused(key: str, port: int, expected: str) -> None:
+    hostvars, groups = load("local")
+    hostvars["localhost"][key] = port
+    with pytest.raises(AnsibleFilterError, match=expected):
+        camxfer_fleet(hostvars, groups)
+
+
+def test_metrics_port_clash_across_hosts_on_one_address_only(example) -> None:
+    hostvars, groups = example
+    hostvars["cam1"]["camxfer_trigger_metrics_port"] = 9101  # sto1's, on another address
+    assert len(camxfer_fleet(hostvars, groups)) == 4
+    hostvars["cam1"]["camxfer_address"] = "192.0.2.21"  # now the same address as sto1
+    with pytest.raises(AnsibleFilterError, match=r"host sto1.*9101 on 192.0.2.21.*host cam1"):
+        camxfer_fleet(hostvars, groups)
+
+
 def test_duplicate_camera_names_are_refused(example) -> None:
     hostvars, groups = example
     hostvars["cam2"]["camxfer_cameras"][0]["name"] = "camera01"
