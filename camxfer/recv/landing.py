@@ -322,4 +322,11 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed worker whose receiver died too stays a zombie until init reaps it; signal 0
+    # still finds it, but it writes nothing any more and its temporaries must go.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust the signal
+    return state not in (b"Z", b"X")
