@@ -17,6 +17,7 @@ Not here: starting processes or injecting faults; each test module does that.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -59,7 +60,9 @@ def landed_files(folder: Path) -> dict[str, str]:
             if path.is_symlink():
                 found[path.relative_to(folder).as_posix()] = "symlink"
                 continue
-            found[path.relative_to(folder).as_posix()] = sha256_path(path)
+            # A temporary removed while we looked is skipped: the next look decides.
+            with contextlib.suppress(FileNotFoundError):
+                found[path.relative_to(folder).as_posix()] = sha256_path(path)
     return found
 
 
