@@ -161,12 +161,18 @@ class _Link:
 class Relay:
     """Listens on 127.0.0.1 (a free port) and relays every connection to `target`."""
 
-    def __init__(self, target: tuple[str, int], toxics: Toxics | None = None) -> None:
+    def __init__(
+        self, target: tuple[str, int], toxics: Toxics | None = None, *, rcvbuf: int = 0
+    ) -> None:
+        """`rcvbuf` caps what the relay buffers from senders, so a slow link pushes back on
+        them at once instead of after megabytes (it must be set before listen)."""
         self.target = target
         self.toxics = toxics or Toxics()
         self.counters = RelayCounters()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self._listener.bind(("127.0.0.1", 0))
         self._listener.listen(128)
         self._listener.settimeout(0.2)
