@@ -95,6 +95,8 @@ class Session:
         self.received = 0
         self._timeout: float | None = None
         self._pending: list[tuple[Reply, int | None]] = []  # replies waiting for a flush
+        # The handshake, and each message's header and names, must be whole by this time.
+        self._deadline: float | None = None
 
     # --- reading -----------------------------------------------------------------------------
     def _set_timeout(self, seconds: float) -> None:
@@ -107,7 +109,21 @@ class Session:
         while len(out) < n:
             chunk = self._recv(min(n - len(out), BUFFER_BYTES))
             out += self._view[:chunk]
+            if len(out) < n:
+                self._check_deadline()
         return bytes(out)
+
+    def _start_deadline(self) -> None:
+        self._deadline = time.monotonic() + self.settings.io_timeout
+
+    def _check_deadline(self) -> None:
+        """A socket timeout only bounds each wait, so a peer sending a byte a second (slow
+        loris) would never hit it: a handshake or a message header must also be whole within
+        --io-timeout of its first byte (as Apache's mod_reqtimeout does for headers)."""
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise ConnectionClosed(
+                f"handshake or message header not complete within {self.settings.io_timeout:g} s"
+            )
 
     def _recv(self, n: int) -> int:
         try:
@@ -174,6 +190,7 @@ class Session:
 
     def _handshake(self) -> bool:
         self._set_timeout(self.settings.io_timeout)
+        self._start_deadline()
         hello = protocol.decode_hello(self._read_exact(protocol.HELLO_SIZE))
         if hello.version != protocol.VERSION:
             self._reply(
@@ -258,6 +275,7 @@ class Session:
             self._set_timeout(self.settings.idle_timeout)
             first = self._recv(1)
             self.busy = True
+            self._start_deadline()
             self._set_timeout(self.settings.io_timeout)
             head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
             # Any size is well-formed here; one over this receiver's limit is answered below
