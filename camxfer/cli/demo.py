@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from camxfer.cli.common import non_negative_float, port_number, positive_int
+from camxfer.cli.common import non_negative_float, port_number, positive_float, positive_int
 from camxfer.errors import ExitCode
 from camxfer.fleet.config import add_config_argument
 from camxfer.fleet.demo import DemoSettings, report_lines, run_demo
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_argument(p)
     p.add_argument(
         "--fps",
-        type=non_negative_float,
+        type=positive_float,
         default=10.0,
         help="frames per second per camera (default: 10)",
     )

@@ -10,7 +10,13 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from camxfer.cli.common import non_negative_float, non_negative_int, port_number, positive_int
+from camxfer.cli.common import (
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_float,
+    positive_int,
+)
 from camxfer.errors import ExitCode, TransferError, UsageError
 from camxfer.logs import setup_logging
 from camxfer.send.options import SendOptions
@@ -160,7 +166,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     how.add_argument(
         "--ack-timeout",
-        type=non_negative_float,
+        type=positive_float,
         default=60.0,
         metavar="SECONDS",
         help="give up on a connection that acknowledges nothing this long (default: 60)",
