@@ -103,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="close a connection that stalls this long inside a file or the "
         "handshake, or whose handshake or file header is not whole this long after "
-        "its first byte (default: 30)",
+        "its first byte; also about how soon an idle connection whose sender vanished "
+        "(link cut, host off) is found dead by TCP keepalive (default: 30)",
     )
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
     parser.set_defaults(handler=run)

@@ -24,6 +24,7 @@ from multiprocessing.process import BaseProcess
 from camxfer.errors import TransferError
 from camxfer.recv.landing import LandingRoot, remove_stale_temps
 from camxfer.recv.session import ReceiverSettings, Session, SessionCounters
+from camxfer.sockets import set_dead_peer_detection
 
 log = logging.getLogger("camxfer.recv")
 
@@ -102,6 +103,8 @@ class Worker:
                 conn.close()
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A sender whose link died would hold its slot until --idle-timeout (600 s).
+            set_dead_peer_detection(conn, self.settings.io_timeout)
             session = Session(conn, peer, root, self.settings, self.counters)
             thread = threading.Thread(target=session.run, name=f"session-{peer}", daemon=True)
             self._sessions[thread] = session
