@@ -51,6 +51,18 @@ class Link:
     def set_receiver_side(self, up: bool) -> None:
         ip("-n", self.receiver_ns, "link", "set", self.receiver_dev, "up" if up else "down")
 
+    def set_sender_side(self, up: bool) -> None:
+        ip("-n", self.sender_ns, "link", "set", self.sender_dev, "up" if up else "down")
+
+    def established(self, port: int) -> int:
+        """Established TCP connections on the receiver's `port`, seen from its namespace."""
+        listing = subprocess.run(
+            ["ip", "netns", "exec", self.receiver_ns, "ss", "-Htn", "state", "established",
+             "sport", "=", f":{port}"],
+            check=True, capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        return len(listing.stdout.splitlines())
+
 
 def ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True, timeout=20)
@@ -175,4 +187,50 @@ def test_link_down_mid_transfer_is_survived(link: Link, tmp_path: Path) -> None:
     finally:
         if sender is not None:
             stop(sender)
+        stop(receiver)
+
+
+def test_receiver_drops_the_idle_connection_of_a_vanished_sender(
+    link: Link, tmp_path: Path
+) -> None:
+    """A sender host that vanishes (its link goes down for good) leaves an idle connection
+    the receiver would keep until --idle-timeout (600 s), holding a --max-conns slot:
+    keepalive probes find it dead within about --io-timeout."""
+    out, recv_log = tmp_path / "out", tmp_path / "recv.log"
+    port = 50000 + random.randrange(10000)
+    receiver = in_ns(
+        link.receiver_ns,
+        "recv", "--listen-ip", link.receiver_ip, "--port", str(port), "--out-dir", str(out),
+        "--io-timeout", "3",
+        log=recv_log,
+    )  # fmt: skip
+    client = None
+    try:
+        wait_until(lambda: "listening on" in recv_log.read_text(), 20, "the receiver")
+        script = (
+            "import socket, sys, time\n"
+            "from camxfer import protocol\n"
+            f"s = socket.create_connection(({link.receiver_ip!r}, {port}), timeout=10)\n"
+            "s.sendall(protocol.encode_hello())\n"
+            "s.recv(100)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(120)\n"
+        )
+        client = subprocess.Popen(
+            ["ip", "netns", "exec", link.sender_ns, sys.executable, "-c", script],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert client.stdout is not None and client.stdout.readline().strip() == "ready"
+        assert link.established(port) == 1
+        link.set_sender_side(up=False)
+        wait_until(lambda: link.established(port) == 0, 30, "the dead connection to be dropped")
+        link.set_sender_side(up=True)
+        assert receiver.poll() is None
+    finally:
+        if client is not None:
+            client.kill()
+            client.wait(10)
         stop(receiver)
