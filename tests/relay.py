@@ -34,6 +34,7 @@ class Toxics:
     reset_at: Callable[[int], int | None] = field(default=lambda _index: None)
     # Per connection: the upstream byte offset whose byte is flipped, or None.
     corrupt_at: Callable[[int], int | None] = field(default=lambda _index: None)
+    corrupt_mask: int = 0xFF  # the bits flipped there (0x01: a single-bit error)
 
     def stall(self, seconds: float) -> None:
         self.stall_until = time.monotonic() + seconds
@@ -139,7 +140,8 @@ class _Link:
         end = offset + len(data)
         if self.corrupt_at is not None and offset <= self.corrupt_at < end:
             at = self.corrupt_at - offset
-            data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+            mask = self.relay.toxics.corrupt_mask
+            data = data[:at] + bytes([data[at] ^ mask]) + data[at + 1 :]
             self.corrupt_at = None
             with self.relay.counters.lock:
                 self.relay.counters.corrupted += 1
