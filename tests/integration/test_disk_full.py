@@ -10,6 +10,8 @@ Needs root to mount a tmpfs; skipped with the reason otherwise.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from camxfer.fleet.trigger_client import TriggerClient
+from camxfer.frames import frame_name
 from tests.checker import check, snapshot
 from tests.conftest import make_frames, run_sender, temps_under, wait_until
 
@@ -28,14 +32,13 @@ FRAMES = 12
 FRAME_BYTES = 512 << 10
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: int = DISK_BYTES) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs")
-    mount = tmp_path / "disk"
-    mount.mkdir()
+    mount.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={DISK_BYTES},mode=0755", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
         check=False,
@@ -47,6 +50,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     finally:
         # Lazily, in case a process still has the folder open (it is gone when they close).
         subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "disk") as mount:
+        yield mount
 
 
 def used_bytes(mount: Path) -> int:
@@ -88,3 +97,44 @@ def test_disk_full_is_reported_and_the_rest_lands_after_space_is_freed(
     check(expected, out, again.stats, complete=True).assert_ok()
     assert receiver.process.poll() is None
     print(f"\ndisk full: {stats['failed']} of {FRAMES} refused with NO_SPACE, all landed after")
+
+
+def test_disk_full_reaches_the_event_report_and_a_repeat_trigger_lands_the_rest(
+    tmp_path: Path,
+) -> None:
+    """Through the fleet: `camxfer receivers` lands on a full disk, the trigger server's
+    event reports each frame that did not fit with the receiver's reason, and the same
+    trigger after space is freed lands the rest, none twice."""
+    from fleet_helpers import make_layout, receivers, trigger_server, write_frames
+
+    layout = make_layout(tmp_path / "fleet", ["cam01"])
+    write_frames(layout.src("cam01"), "cam01", range(15))
+    expected = snapshot(layout.src("cam01"))
+    event_bytes = sum(
+        (layout.src("cam01") / frame_name("cam01", n)).stat().st_size for n in range(10)
+    )
+    with tmpfs(layout.dest("cam01"), size=event_bytes + (512 << 10)) as disk:
+        filler = disk / "filler"
+        filler.write_bytes(os.urandom(event_bytes // 2))  # about half the event fits
+        with receivers(layout), trigger_server(layout, timeout=60):
+            client = TriggerClient("127.0.0.1", layout.zmq_port, timeout=10)
+            event = client.trigger(frame_name("cam01", 0), "ball_full")["event"]
+            status = client.wait(event, timeout=90)
+            assert status["state"] == "failed", status
+            camera = status["cameras"]["cam01"]
+            assert 0 < camera["landed"] < 10 and camera["failed"] == 10 - camera["landed"]
+            assert camera["problems"], camera
+            for problem in camera["problems"]:
+                assert "No space left on device" in problem["reason"], problem
+            landed = layout.landed("cam01", "ball_full")
+            wait_until(lambda: not temps_under(landed), 10, "temporaries to be removed")
+            check(expected, landed).assert_ok()
+
+            filler.unlink()
+            again = client.trigger(frame_name("cam01", 0), "ball_full")
+            assert again["event"] == event
+            status = client.wait(event, timeout=90)
+            assert status["state"] == "done", json.dumps(status["cameras"])
+            selected = [frame_name("cam01", n) for n in range(10)]
+            check(expected, landed, selected=selected, complete=True).assert_ok()
+            assert len(os.listdir(landed)) == 10
