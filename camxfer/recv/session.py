@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from camxfer import protocol
+from camxfer.buffers import BufferPool
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv.landing import (
@@ -35,6 +36,8 @@ from camxfer.sockets import set_io_timeout
 log = logging.getLogger("camxfer.recv")
 
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
+# Given back when the connection ends, for the next one (camxfer.buffers).
+RECEIVE_BUFFERS = BufferPool(BUFFER_BYTES, keep=32)
 MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out
 # After an error reply: how long and how much input to discard before closing (see _linger).
 LINGER_SECONDS = 2.0
@@ -89,7 +92,7 @@ class Session:
         self.counters = counters
         self.busy = False  # inside a message: a graceful stop lets it finish
         self.stopping = False  # set on a graceful stop: finish the current file, take no more
-        self._buffer = bytearray(BUFFER_BYTES)
+        self._buffer = RECEIVE_BUFFERS.take()
         self._view = memoryview(self._buffer)
         self.announced: int | None = None
         self.received = 0
@@ -169,6 +172,7 @@ class Session:
                 if fd is not None:
                     os.close(fd)
             self.sock.close()
+            RECEIVE_BUFFERS.give(self._buffer)
 
     def _linger(self) -> None:
         """Half-close after an error reply and discard what the peer still sends, briefly.
