@@ -162,8 +162,12 @@ def test_soak_live_cameras_back_to_back_triggers(tmp_path: Path) -> None:
             f"(peak {rss_peak / 2**20:.1f}), fds {fd_first} -> {fd_last} (peak {fd_peak}), "
             f"{len(series['rss'])} samples"
         )
-        assert rss_last - rss_first <= RSS_BOUND, lines[-1]
-        assert fd_last - fd_first <= FD_BOUND, lines[-1]
+        lines.append(
+            f"soak: {name}: RSS MiB over time "
+            + " ".join(f"{v / 2**20:.0f}" for v in series["rss"])
+        )
+        assert rss_last - rss_first <= RSS_BOUND, "\n".join(lines[-2:])
+        assert fd_last - fd_first <= FD_BOUND, lines[-2]
     print("\n" + "\n".join(lines))
     assert lost == [], lost[:20]
     assert events >= 10 and verified >= frames // 2
