@@ -1,4 +1,5 @@
-"""kill -9 at random points, seeded: of a receiver worker, of the whole receiver, of a sender.
+"""kill -9 at random points, seeded: of a receiver worker, of the whole receiver, of a sender
+(`camxfer send`, and the trigger server running an event's senders).
 
 Each iteration sends a fresh batch of frames into its own destination folder and SIGKILLs
 one victim (chosen by pid, never by name) at a random moment while frames are in flight; the
@@ -16,13 +17,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.checker import settled, snapshot
+from tests.checker import settled, sha256_bytes, snapshot
 from tests.conftest import (
     finish_sender,
     make_frames,
@@ -70,9 +72,9 @@ def landed_count(folder: Path) -> int:
     return sum(1 for name in os.listdir(folder) if not name.startswith("."))
 
 
-def wait_mid_transfer(rng: random.Random, folder: Path) -> None:
+def wait_mid_transfer(rng: random.Random, folder: Path, at_most: int = FILES // 2) -> None:
     """Wait until some frames landed, then a random extra moment: the kill comes mid-run."""
-    wait_until(lambda: landed_count(folder) >= rng.randrange(1, FILES // 2), 60, "frames to land")
+    wait_until(lambda: landed_count(folder) >= rng.randrange(1, at_most), 60, "frames to land")
     time.sleep(rng.uniform(0.0, 0.15))
 
 
@@ -174,4 +176,62 @@ def test_kill_9_a_sender_at_random_points_then_rerun(
         assert result.returncode == 0, result.stderr
         assert result.stats["duplicates"] >= before  # landed ones are acknowledged, not copied
         settled(expected, dest, result.stats, complete=True).assert_ok(f"iteration {index}")
+    print(f"  kills survived: {ITERATIONS}")
+
+
+def test_kill_9_the_trigger_server_mid_event_then_retrigger(tmp_path: Path) -> None:
+    """The trigger server runs the senders of an event in its own process: kill -9 it while
+    an event's live frames are being sent, start it again and repeat the trigger. The new
+    run resends what it cannot know landed; the receiver answers those as duplicates, so
+    every frame of the event lands exactly once."""
+    from fleet_helpers import frame_bytes as camera_bytes
+    from fleet_helpers import make_layout, receivers, trigger_server
+
+    from camxfer.fleet.trigger_client import TriggerClient
+    from camxfer.frames import frame_name as camera_frame
+
+    rng = fault_rng("trigger server")
+    cameras = ["cam01", "cam02"]
+    layout = make_layout(tmp_path / "fleet", cameras)
+    with receivers(layout):
+        for index in range(ITERATIONS):
+            first = 100 * index
+            numbers = range(first, first + 10)  # the trigger server's --max-files
+            ball = f"ball{index}"
+            stop = threading.Event()
+
+            def camera(numbers: range = numbers, stop: threading.Event = stop) -> None:
+                for number in numbers:  # live, 10 frames a second
+                    for cam in cameras:
+                        tmp = layout.src(cam) / f".{camera_frame(cam, number)}"
+                        tmp.write_bytes(camera_bytes(cam, number))
+                        tmp.rename(layout.src(cam) / camera_frame(cam, number))
+                    if stop.wait(0.1):
+                        return
+
+            writer = threading.Thread(target=camera, daemon=True)
+            with trigger_server(layout) as server:
+                client = TriggerClient("127.0.0.1", layout.zmq_port, timeout=10)
+                event = client.trigger(camera_frame(cameras[0], first), ball)["event"]
+                writer.start()
+                landed = layout.landed(cameras[0], ball)
+                wait_mid_transfer(rng, landed, at_most=6)
+                server.process.kill()
+                server.process.wait(10)
+                print(
+                    f"  iteration {index}: killed the trigger server, {landed_count(landed)} landed"
+                )
+            writer.join(30)
+            with trigger_server(layout):
+                client = TriggerClient("127.0.0.1", layout.zmq_port, timeout=10)
+                assert client.trigger(camera_frame(cameras[0], first), ball)["event"] == event
+                status = client.wait(event, timeout=60)
+                assert status["state"] == "done", status
+            for cam in cameras:
+                expected = {
+                    camera_frame(cam, n): sha256_bytes(camera_bytes(cam, n)) for n in numbers
+                }
+                settled(expected, layout.landed(cam, ball), complete=True).assert_ok(
+                    f"iteration {index}, {cam}"
+                )
     print(f"  kills survived: {ITERATIONS}")
