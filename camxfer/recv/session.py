@@ -42,6 +42,8 @@ MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out
 # After an error reply: how long and how much input to discard before closing (see _linger).
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 << 20
+# A body arriving slower than this, measured over each --io-timeout, is given up on.
+MIN_BODY_BYTES_PER_S = 1024
 
 
 @dataclass(frozen=True)
@@ -373,20 +375,47 @@ class Session:
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
         remaining = size
+        pace = _BodyPace(self.settings.io_timeout)
         while remaining:
             got = self._recv(min(remaining, BUFFER_BYTES))
             landing.write(self._view[:got])
             remaining -= got
+            pace.add(got)
 
     def _drain(self, size: int) -> None:
         remaining = size
+        pace = _BodyPace(self.settings.io_timeout)
         while remaining:
-            remaining -= self._recv(min(remaining, BUFFER_BYTES))
+            got = self._recv(min(remaining, BUFFER_BYTES))
+            remaining -= got
+            pace.add(got)
 
     def _refuse(self, fixed: FixedHeader, name: str, status: Status, message: str) -> Reply:
         self.counters.add(errors=1)
         log.warning("%s: %s refused: %s", self.peer, name, message)
         return Reply(fixed.seq, status, message)
+
+
+class _BodyPace:
+    """A minimum body rate (Apache mod_reqtimeout's MinRate): the socket timeout only bounds
+    each wait, so a client announcing a large file and sending a byte a second would hold
+    the connection, its temporary and a --max-conns slot for as long as it liked."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.start = time.monotonic()
+        self.bytes = 0
+
+    def add(self, n: int) -> None:
+        self.bytes += n
+        now = time.monotonic()
+        if now - self.start < self.window:
+            return
+        if self.bytes < MIN_BODY_BYTES_PER_S * (now - self.start):
+            raise ConnectionClosed(
+                f"file body slower than {MIN_BODY_BYTES_PER_S} bytes/s over {self.window:g} s"
+            )
+        self.start, self.bytes = now, 0
 
 
 def _status_for(exc: OSError) -> Status:
