@@ -136,6 +136,7 @@ def test_kill_9_the_whole_receiver_at_random_points(
             "--json-stats",
         )
         wait_mid_transfer(rng, dest)
+        mid_run = landed_count(dest) < FILES
         # Parent and workers at once, as a crash of the process group would.
         victims = [receiver.pid, *receiver.workers()]
         for pid in victims:
@@ -147,7 +148,7 @@ def test_kill_9_the_whole_receiver_at_random_points(
         receiver = receivers(out, "--workers", "2", "--use-dest-paths", port=receiver.port)
         result = finish_sender(sender, timeout=120)
         assert result.returncode == 0, result.stderr
-        assert result.stats["retries"] >= 1
+        assert result.stats["retries"] >= 1 or not mid_run
         settled(expected, dest, result.stats, complete=True).assert_ok(f"iteration {index}")
     print(f"  kills survived: {ITERATIONS}")
 
