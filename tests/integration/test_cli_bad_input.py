@@ -8,6 +8,7 @@ file errors of `senders`/`receivers` are swept in test_fleet_config_errors.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -163,6 +164,14 @@ CASES: dict[str, tuple[list[str], str]] = {
     "senders conns 0": (["senders", "--conns", "0"], "--conns"),
     "senders max-files -1": (["senders", "--max-files", "-1"], "--max-files"),
     "receivers workers 0": (["receivers", "--workers", "0"], "--workers"),
+    "receivers dest_path cannot be made": (
+        ["receivers", "--config", "{dest_config}", "--listen-ip", "127.0.0.1"],
+        "dest_path /proc/nope/x cannot be used",
+    ),
+    "receivers dest_path is a file": (
+        ["receivers", "--config", "{file_config}", "--listen-ip", "127.0.0.1"],
+        "cannot be used: Not a directory",
+    ),
     "unknown command": (["explode"], "explode"),
 }
 
@@ -178,7 +187,15 @@ def test_bad_input_is_one_error_line_and_exit_2(
     afile = tmp_path / "a-file"
     afile.write_text("x")
     port = str(free_port())
-    args = [a.format(src=src, file=afile, port=port) for a in argv]
+    configs = tmp_path / "src" / "configs"
+    configs.mkdir()
+    dest_config, file_config = configs / "dest.json", configs / "file.json"
+    dest_config.write_text(json.dumps({"cam01": {"dest_path": "/proc/nope/x", "port": 1}}))
+    file_config.write_text(json.dumps({"cam01": {"dest_path": str(afile), "port": 1}}))
+    args = [
+        a.format(src=src, file=afile, port=port, dest_config=dest_config, file_config=file_config)
+        for a in argv
+    ]
     try:
         done = subprocess.run(
             [sys.executable, "-m", "camxfer", *args],
@@ -198,4 +215,4 @@ def test_bad_input_is_one_error_line_and_exit_2(
     assert errors[0].startswith("camxfer"), errors[0]
     assert needle in errors[0], errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "src"]
-    assert list(src.iterdir()) == []
+    assert [p.name for p in src.iterdir()] == ["configs"]
