@@ -13,6 +13,7 @@ The number of steps run is printed (`-s`): the "fuzz cases" figure.
 from __future__ import annotations
 
 import itertools
+import os
 import socket
 import struct
 import time
@@ -222,8 +223,14 @@ def fuzz_receiver(receivers, tmp_path: Path) -> Iterator[Receiver]:
     )
 
 
+def open_fds(pids: list[int]) -> int:
+    return sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
+
+
 def test_stateful_fuzz_of_a_live_receiver(fuzz_receiver: Receiver) -> None:
     workers = fuzz_receiver.workers()
+    processes = [fuzz_receiver.pid, *workers]
+    fds_before = open_fds(processes)
     run_state_machine_as_test(
         machine_for(fuzz_receiver),
         settings=settings(
@@ -237,6 +244,11 @@ def test_stateful_fuzz_of_a_live_receiver(fuzz_receiver: Receiver) -> None:
     assert fuzz_receiver.process.poll() is None
     assert fuzz_receiver.workers() == workers  # no worker died on any of it
     assert "Traceback" not in fuzz_receiver.log()
+    # Nothing leaks a descriptor: refused, cut and aborted files all closed theirs.
+    deadline = time.monotonic() + 15
+    while open_fds(processes) > fds_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open_fds(processes) <= fds_before, (fds_before, open_fds(processes))
     steps = next(STEP_COUNT)
     print(
         f"\nstateful fuzz: {next(EXAMPLE_COUNT)} sequences, {steps} steps against a live receiver"

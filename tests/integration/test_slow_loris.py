@@ -116,6 +116,10 @@ def test_slow_loris_connections_are_closed_and_real_senders_still_land(
         dripper.join(5)
         for sock in silent + dripping:
             sock.close()
+    deadline = time.monotonic() + 15
+    while open_fds(receiver.pid) > baseline and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open_fds(receiver.pid) <= baseline, "descriptors leaked"
     # Per connection: its socket, and inside a file its temporary and its folder.
     assert peak[0] <= baseline + 3 * MAX_CONNS + 8, (baseline, peak[0])
     assert receiver.process.poll() is None
