@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 
 from camxfer import protocol
-from camxfer.errors import TransferError
+from camxfer.errors import ProtocolError, TransferError
 from camxfer.protocol import FileHeader, Reply, ReplyParser, Status
 from camxfer.sockets import set_io_timeout
 
@@ -135,9 +135,15 @@ class Connection:
                 self._lost = f"receive failed: {exc}"
             else:
                 if data:
-                    replies.extend(self._parser.feed(data))
-                    continue
-                self._lost = "the receiver closed the connection"
+                    try:
+                        replies.extend(self._parser.feed(data))
+                        continue
+                    except ProtocolError as exc:
+                        # Damaged or foreign bytes: this connection cannot be trusted any
+                        # more, but a new one can; resend what it did not acknowledge.
+                        self._lost = f"bad reply from the receiver: {exc}"
+                else:
+                    self._lost = "the receiver closed the connection"
             if replies:
                 return replies
             raise ConnectionLost(self._lost)
