@@ -35,6 +35,8 @@ class Toxics:
     # Per connection: the upstream byte offset whose byte is flipped, or None.
     corrupt_at: Callable[[int], int | None] = field(default=lambda _index: None)
     corrupt_mask: int = 0xFF  # the bits flipped there (0x01: a single-bit error)
+    # Per connection: the downstream (receiver -> sender) byte offset whose byte is flipped.
+    corrupt_reply_at: Callable[[int], int | None] = field(default=lambda _index: None)
 
     def stall(self, seconds: float) -> None:
         self.stall_until = time.monotonic() + seconds
@@ -76,6 +78,7 @@ class _Link:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reset_at = relay.toxics.reset_at(index)
         self.corrupt_at = relay.toxics.corrupt_at(index)
+        self.corrupt_reply_at = relay.toxics.corrupt_reply_at(index)
         self.closed = threading.Event()
         self._lock = threading.Lock()
 
@@ -130,6 +133,18 @@ class _Link:
                         self.close(reset=True)
                         return
                 else:
+                    at = self.corrupt_reply_at
+                    if at is not None and offset <= at < offset + len(data):
+                        mask = toxics.corrupt_mask
+                        data = (
+                            data[: at - offset]
+                            + bytes([data[at - offset] ^ mask])
+                            + data[at - offset + 1 :]
+                        )
+                        self.corrupt_reply_at = None
+                        with counters.lock:
+                            counters.corrupted += 1
+                    offset += len(data)
                     self._forward(target, data, toxics)
         except OSError:
             pass

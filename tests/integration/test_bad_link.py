@@ -114,15 +114,12 @@ def test_flipped_byte_is_caught_by_the_checksum_and_resent(receivers, src: Path,
     settled(expected, out, result.stats, complete=True).assert_ok()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the checksum covers a file's body only; one flipped bit in the name "
-    "or destination of a header can still spell another valid name, and the file lands "
-    "under it (TCP's own checksum must miss the error first)",
-)
 def test_single_bit_error_in_a_file_name_never_lands_a_stranger(
     receivers, src: Path, out: Path
 ) -> None:
+    """One flipped bit in a header's file name (TCP's own checksum missed it) would spell
+    another valid name: the header check refuses the header, the connection is closed, and
+    the sender resends the file under its real name."""
     make_frames(src, 3, size=10_000)
     expected = snapshot(src)
     receiver = receivers(out)
@@ -131,5 +128,33 @@ def test_single_bit_error_in_a_file_name_never_lands_a_stranger(
     toxics = Toxics(corrupt_at=lambda i: last_digit if i == 0 else None, corrupt_mask=0x01)
     with Relay(("127.0.0.1", receiver.port), toxics) as relay:
         result = run_sender(src, relay.port, "--once", "--conns", "1", "--json-stats")
+    assert result.returncode == 0, result.stderr
     assert relay.counters.corrupted == 1
-    settled(expected, out, result.stats, complete=True, timeout=2).assert_ok()
+    assert "header check mismatch" in receiver.log()
+    settled(expected, out, result.stats, complete=True).assert_ok()
+
+
+def test_single_bit_error_in_an_acknowledgement_never_miscounts(
+    receivers, src: Path, out: Path
+) -> None:
+    """One flipped bit in the sequence number of an acknowledgement could make the sender
+    count the wrong file as landed: the reply check refuses the reply, the sender drops the
+    connection and resends what it had not seen acknowledged."""
+    make_frames(src, 5, size=10_000)
+    expected = snapshot(src)
+    receiver = receivers(out)
+    # The hello's reply (with its message "camxfer/1"), then the first file's reply: flip
+    # the lowest bit of its sequence number (1 -> 0).
+    first_ack_seq_low = protocol.REPLY_SIZE + len(f"camxfer/{protocol.VERSION}") + 15
+    toxics = Toxics(
+        corrupt_reply_at=lambda i: first_ack_seq_low if i == 0 else None, corrupt_mask=0x01
+    )
+    with Relay(("127.0.0.1", receiver.port), toxics) as relay:
+        result = run_sender(
+            src, relay.port, "--once", "--conns", "1", "--window", "1", "--json-stats"
+        )
+    assert result.returncode == 0, result.stderr
+    assert relay.counters.corrupted == 1
+    assert "reply check mismatch" in result.stderr
+    assert result.stats["duplicates"] >= 1  # the landed file was resent and answered so
+    settled(expected, out, result.stats, complete=True).assert_ok()
