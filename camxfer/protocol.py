@@ -10,8 +10,9 @@ a REPLY (in order, after the file is durable) and END with a REPLY. Everything i
 
 from __future__ import annotations
 
+import binascii
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -125,9 +126,26 @@ def decode_hello(data: bytes) -> Hello:
 
 
 # --- FILE header ---------------------------------------------------------------------------
-# type(u8) reserved(u8) name_len(u16) dest_len(u16) reserved(u16) seq(u64) size(u64) checksum(16)
+# type(u8) reserved(u8) name_len(u16) dest_len(u16) header_check(u16) seq(u64) size(u64)
+# checksum(16)
 _FILE = struct.Struct("!BBHHHQQ16s")
 FILE_HEADER_SIZE = _FILE.size
+_CHECK_OFFSET = 6  # where header_check sits in the fixed part
+
+
+def header_check(fixed: bytes, names: bytes) -> int:
+    """CRC-16/CCITT of a FILE header (its header_check field taken as 0), name and destination.
+
+    The body checksum does not cover the header: one flipped bit in a name that TCP's own
+    checksum let through could spell another valid name, and the file would land under it.
+    A CRC-16 catches every 1- and 2-bit error and every burst up to 16 bits. 0 means "not
+    checked" (senders older than the check send 0 in what was a reserved field), so a CRC of
+    0 is sent as 0xFFFF.
+    """
+    zeroed = fixed[:_CHECK_OFFSET] + b"\0\0" + fixed[_CHECK_OFFSET + 2 :]
+    return binascii.crc_hqx(zeroed + names, 0xFFFF) or 0xFFFF
+
+
 # The first byte of every client message after HELLO is its type; END is just that byte + seq.
 _END = struct.Struct("!BBHHHQQ16s")  # same size as a FILE header, fields unused but seq
 
@@ -151,7 +169,8 @@ class FileHeader:
         fixed = _FILE.pack(
             MessageType.FILE, 0, len(name), len(dest), 0, self.seq, self.size, self.checksum
         )
-        return fixed + name + dest
+        check = header_check(fixed, name + dest).to_bytes(2, "big")
+        return fixed[:_CHECK_OFFSET] + check + fixed[_CHECK_OFFSET + 2 :] + name + dest
 
 
 @dataclass(frozen=True)
@@ -164,6 +183,8 @@ class FixedHeader:
     dest_len: int
     size: int
     checksum: bytes
+    header_check: int = 0  # 0: the sender does not check its headers
+    raw: bytes = field(default=b"", repr=False)  # the fixed part as received, for the check
 
     @property
     def variable_len(self) -> int:
@@ -193,13 +214,16 @@ def decode_fixed(data: bytes, max_file_size: int = MAX_FILE_SIZE_DEFAULT) -> Fix
     _check_lengths(name_len, dest_len)
     if size > max_file_size:
         raise ProtocolError(f"file size {size} over this receiver's limit of {max_file_size}")
-    return FixedHeader(MessageType.FILE, seq, name_len, dest_len, size, checksum)
+    check = int.from_bytes(data[_CHECK_OFFSET : _CHECK_OFFSET + 2], "big")
+    return FixedHeader(MessageType.FILE, seq, name_len, dest_len, size, checksum, check, data)
 
 
 def decode_names(fixed: FixedHeader, data: bytes) -> tuple[str, str]:
     """Decode the name and destination that follow a FILE header."""
     if len(data) != fixed.variable_len:
         raise ProtocolError("truncated file name or destination")
+    if fixed.header_check and header_check(fixed.raw, data) != fixed.header_check:
+        raise ProtocolError("file header damaged in transit (header check mismatch)")
     try:
         name = data[: fixed.name_len].decode("utf-8")
         dest = data[fixed.name_len :].decode("utf-8")
@@ -209,9 +233,21 @@ def decode_names(fixed: FixedHeader, data: bytes) -> tuple[str, str]:
 
 
 # --- REPLY (server -> client) ----------------------------------------------------------------
-# type(u8) status(u8) message_len(u16) reserved(u32) seq(u64), then message (UTF-8)
+# type(u8) status(u8) message_len(u16) reply_check(u32) seq(u64), then message (UTF-8)
 _REPLY = struct.Struct("!BBHIQ")
 REPLY_SIZE = _REPLY.size
+_REPLY_CHECK = slice(4, 8)
+
+
+def reply_check(fixed: bytes, message: bytes) -> int:
+    """CRC-32 of a reply (its reply_check field taken as 0) and its message.
+
+    A bit flipped in an acknowledgement's sequence number could make the sender count the
+    wrong file as landed. 0 means "not checked" (receivers older than the check), so a CRC
+    of 0 is sent as 0xFFFFFFFF.
+    """
+    zeroed = fixed[: _REPLY_CHECK.start] + bytes(4) + fixed[_REPLY_CHECK.stop :]
+    return binascii.crc32(zeroed + message) or 0xFFFFFFFF
 
 
 @dataclass(frozen=True)
@@ -222,7 +258,9 @@ class Reply:
 
     def encode(self) -> bytes:
         text = self.message.encode("utf-8")[:MAX_MESSAGE_BYTES]
-        return _REPLY.pack(MessageType.REPLY, self.status, len(text), 0, self.seq) + text
+        fixed = _REPLY.pack(MessageType.REPLY, self.status, len(text), 0, self.seq)
+        check = reply_check(fixed, text).to_bytes(4, "big")
+        return fixed[: _REPLY_CHECK.start] + check + fixed[_REPLY_CHECK.stop :] + text
 
 
 def decode_reply_fixed(data: bytes) -> tuple[int, Status, int]:
@@ -258,6 +296,10 @@ class ReplyParser:
                 bytes(self._buffer[:end]), bytes(self._buffer[end : end + tag_len])
             ):
                 raise ProtocolError("a reply from the receiver failed authentication")
+            fixed, text = bytes(self._buffer[:REPLY_SIZE]), bytes(self._buffer[REPLY_SIZE:end])
+            check = int.from_bytes(fixed[_REPLY_CHECK], "big")
+            if check and reply_check(fixed, text) != check:
+                raise ProtocolError("reply damaged in transit (reply check mismatch)")
             message = self._buffer[REPLY_SIZE:end].decode("utf-8", errors="replace")
             del self._buffer[: end + tag_len]
             replies.append(Reply(seq, status, message))

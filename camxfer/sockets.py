@@ -18,3 +18,21 @@ def set_io_timeout(sock: socket.socket, seconds: float) -> None:
     timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def set_dead_peer_detection(sock: socket.socket, seconds: float) -> None:
+    """Make the kernel give up on a peer that has been silent for about `seconds`.
+
+    A link cut without a RST (a cable pulled, a veth taken down, a host powered off) leaves an
+    idle connection looking healthy for ever: keepalive probes start after `seconds`/2 of
+    silence, three of them `seconds`/6 apart, and a live peer's kernel answers them however
+    idle its program is. TCP_USER_TIMEOUT bounds how long sent data may go unacknowledged
+    (otherwise the kernel retransmits to a dead peer for ~15 minutes, tcp_retries2). A dead
+    connection then fails its pending recv with ETIMEDOUT. See tcp(7), RFC 1122 4.2.3.6
+    and RFC 5482.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, int(seconds / 2)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, int(seconds / 6)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, max(1, int(seconds * 1000)))

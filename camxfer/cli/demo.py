@@ -10,6 +10,7 @@ from camxfer.cli.common import (
     load_auth_key,
     non_negative_float,
     port_number,
+    positive_float,
     positive_int,
 )
 from camxfer.errors import ExitCode
@@ -41,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_argument(p)
     p.add_argument(
         "--fps",
-        type=non_negative_float,
+        type=positive_float,
         default=10.0,
         help="frames per second per camera (default: 10)",
     )

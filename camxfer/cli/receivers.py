@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
+from pathlib import Path
 
 from camxfer import logs, metrics
 from camxfer.auth import load_key
@@ -18,7 +21,7 @@ from camxfer.cli.common import (
     tls_argv,
     tls_files,
 )
-from camxfer.errors import ExitCode, UsageError
+from camxfer.errors import ConfigError, ExitCode, UsageError
 from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
 from camxfer.logs import setup_logging
@@ -77,6 +80,7 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
         server_context(tls)  # one clear error now, not receivers failing over and over
     children = []
     for camera in cameras:
+        _check_dest_path(args.config, camera.name, camera.dest_path)
         argv = [
             sys.executable,
             "-m",
@@ -106,6 +110,19 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
     if not children:
         raise UsageError("no cameras to run receivers for")
     return children
+
+
+def _check_dest_path(config: object, camera: str, dest: Path) -> None:
+    """Refuse at start a dest_path no receiver could land in: its receiver would exit at
+    once, and the supervisor would restart it for ever."""
+    try:
+        if dest.exists() and not dest.is_dir():
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{config}: camera {camera!r}: dest_path {dest} cannot be used: {exc.strerror}"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,11 +15,12 @@ from camxfer.cli.common import (
     metrics_settings,
     non_negative_float,
     port_number,
+    positive_float,
     positive_int,
     stop_on_signals,
     tls_files,
 )
-from camxfer.errors import ExitCode
+from camxfer.errors import ExitCode, UsageError
 from camxfer.logs import setup_logging
 from camxfer.recv.server import ListenSettings, ReceiverServer
 from camxfer.recv.session import ReceiverSettings
@@ -104,18 +105,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--idle-timeout",
-        type=float,
+        type=positive_float,
         default=600.0,
         metavar="SECONDS",
         help="close a connection idle this long between files (default: 600)",
     )
     parser.add_argument(
         "--io-timeout",
-        type=float,
+        type=positive_float,
         default=30.0,
         metavar="SECONDS",
         help="close a connection that stalls this long inside a file or the "
-        "handshake (default: 30)",
+        "handshake, or whose handshake or file header is not whole this long after "
+        "its first byte; also about how soon an idle connection whose sender vanished "
+        "(link cut, host off) is found dead by TCP keepalive (default: 30)",
     )
     add_auth_key_argument(parser)
     parser.add_argument(
@@ -133,12 +136,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _usable_out_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--out-dir {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out-dir {path}: cannot create it: {exc.strerror}") from None
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     setup_logging("recv", verbose=args.verbose)
     auth_key = load_auth_key(args.auth_key_file)  # before anything listens: refuse a bad key
     tls = tls_files(args)
     if tls is not None:
         server_context(tls)  # each worker makes its own; a bad file is one clear error now
+    _usable_out_dir(args.out_dir.absolute())
     settings = ReceiverSettings(
         out_dir=args.out_dir.absolute(),
         use_dest_paths=args.use_dest_paths,

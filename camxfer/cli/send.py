@@ -21,6 +21,7 @@ from camxfer.cli.common import (
     non_negative_float,
     non_negative_int,
     port_number,
+    positive_float,
     positive_int,
     tls_files,
 )
@@ -186,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     how.add_argument(
         "--ack-timeout",
-        type=non_negative_float,
+        type=positive_float,
         default=60.0,
         metavar="SECONDS",
         help="give up on a connection that acknowledges nothing this long (default: 60)",

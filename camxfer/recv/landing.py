@@ -138,7 +138,9 @@ class LandingRoot:
         Every step is an openat with O_NOFOLLOW, so a symlink anywhere on the way fails
         with ELOOP/ENOTDIR instead of leading outside the root.
         """
-        fd = os.dup(self._root_fd)
+        # A new open file description, never a dup of the root's: a lock taken on it (a
+        # manifest's flock) must end with this descriptor, not live on with the root's.
+        fd = os.open(".", _DIR_FLAGS, dir_fd=self._root_fd)
         try:
             for part in folders:
                 with contextlib.suppress(FileExistsError):
@@ -402,7 +404,14 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    # A killed worker whose receiver died too stays a zombie until init reaps it; signal 0
+    # still finds it, but it writes nothing any more and its temporaries must go.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: trust the signal
+    return state not in (b"Z", b"X")
 
 
 def replace_file(root: LandingRoot, dir_fd: int, name: str, data: bytes) -> None:

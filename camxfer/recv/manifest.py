@@ -49,6 +49,7 @@ log = logging.getLogger("camxfer.recv")
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_BYTES = 1 << 20
+LOCK_TIMEOUT_S = 30.0  # longest wait for another worker landing a manifest in the same folder
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def land_manifest(root: LandingRoot, dest: str, body: bytes, now: float) -> Mani
     folders = resolve_folder(root.root, dest)
     dir_fd = root.open_folder(folders)
     try:
-        fcntl.flock(dir_fd, fcntl.LOCK_EX)
+        lock_folder(dir_fd)
         old = _read_existing(dir_fd, root.root.joinpath(*folders))
         merged = merge(old, incoming)
         merged.updated = iso_time(now)
@@ -89,6 +90,20 @@ def land_manifest(root: LandingRoot, dest: str, body: bytes, now: float) -> Mani
         os.close(dir_fd)  # also releases the lock
     path = root.root.joinpath(*folders, MANIFEST_NAME)
     return ManifestLanded(path, len(checked), len(unverified))
+
+
+def lock_folder(dir_fd: int, timeout: float = LOCK_TIMEOUT_S) -> None:
+    """Take the folder's manifest lock, waiting at most `timeout`: a session never hangs on
+    it (the sender gets a retryable error and tries again)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise OSError(errno.EBUSY, "another manifest is being landed there") from None
+            time.sleep(0.01)
 
 
 def _name_parts(name: str) -> list[str]:

@@ -27,6 +27,7 @@ from camxfer.auth import FailureCounter
 from camxfer.errors import TransferError
 from camxfer.recv.landing import LandingRoot, remove_stale_temps
 from camxfer.recv.session import ReceiverSettings, Session, SessionCounters
+from camxfer.sockets import set_dead_peer_detection
 from camxfer.tls import server_context
 
 log = logging.getLogger("camxfer.recv")
@@ -118,6 +119,8 @@ class Worker:
                 conn.close()
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # A sender whose link died would hold its slot until --idle-timeout (600 s).
+            set_dead_peer_detection(conn, self.settings.io_timeout)
             session = Session(
                 conn, peer, root, self.settings, self.counters, self.auth_failures, self.tls
             )

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from camxfer import auth, metrics, protocol
+from camxfer.buffers import BufferPool
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv.landing import (
@@ -39,10 +40,14 @@ from camxfer.tls import TLS_HANDSHAKE_BYTE, TlsFiles
 log = logging.getLogger("camxfer.recv")
 
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
+# Given back when the connection ends, for the next one (camxfer.buffers).
+RECEIVE_BUFFERS = BufferPool(BUFFER_BYTES, keep=32)
 MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out
 # After an error reply: how long and how much input to discard before closing (see _linger).
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 << 20
+# A body arriving slower than this, measured over each --io-timeout, is given up on.
+MIN_BODY_BYTES_PER_S = 1024
 
 
 @dataclass(frozen=True)
@@ -116,15 +121,17 @@ class Session:
         self.counters = counters
         self.busy = False  # inside a message: a graceful stop lets it finish
         self.stopping = False  # set on a graceful stop: finish the current file, take no more
-        self._buffer = bytearray(BUFFER_BYTES)
+        self._buffer = RECEIVE_BUFFERS.take()
         self._view = memoryview(self._buffer)
         self.announced: int | None = None
         self.received = 0
         self._timeout: float | None = None
         self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
+        # The handshake, and each message's header and names, must be whole by this time
+        # (see _start_deadline); None while a body streams or the connection waits idle.
+        self._deadline: float | None = None
         # Authentication (only with settings.auth_key): see _authenticate.
         self.failures = failures or auth.FailureCounter()
-        self._deadline: float | None = None  # the handshake's, over all its reads
         self._authenticated = False
         self._heard = False  # any byte from the peer yet (a port probe sends none)
         self._recv_mac: auth.MessageMac | None = None
@@ -150,11 +157,22 @@ class Session:
             out += self._view[:chunk]
         return bytes(out)
 
+    def _start_deadline(self, seconds: float | None = None) -> None:
+        """A socket timeout only bounds each wait, so a peer sending a byte a second (slow
+        loris) would never hit it: a handshake or a message header (with its names) must also
+        be whole within `seconds` (--io-timeout) of its first byte, as Apache's mod_reqtimeout
+        does for headers. `_recv` enforces it until `_end_deadline`."""
+        self._deadline = time.monotonic() + (seconds or self.settings.io_timeout)
+
+    def _end_deadline(self) -> None:
+        self._deadline = None
+        self._set_timeout(self.settings.io_timeout)
+
     def _recv(self, n: int) -> int:
         if self._deadline is not None:
             left = self._deadline - time.monotonic()
             if left <= 0:
-                raise ConnectionClosed("handshake not finished within the deadline")
+                raise ConnectionClosed("handshake or message header not complete in time")
             self._set_timeout(left)
         try:
             got = self.sock.recv_into(self._view[:n], n)
@@ -236,6 +254,7 @@ class Session:
                     "files": self.received,
                 },
             )
+            RECEIVE_BUFFERS.give(self._buffer)
 
     def _linger(self) -> None:
         """Half-close after an error reply and discard what the peer still sends, briefly.
@@ -257,8 +276,10 @@ class Session:
 
     def _handshake(self) -> bool:
         self._set_timeout(self.settings.io_timeout)
-        if self.settings.auth_key is not None:
-            self._deadline = time.monotonic() + self.settings.handshake_timeout
+        # The whole handshake must be done by its deadline (slow loris), however its bytes trickle.
+        self._start_deadline(
+            self.settings.handshake_timeout if self.settings.auth_key is not None else None
+        )
         raw_hello = self._read_exact(protocol.HELLO_SIZE)
         hello = protocol.decode_hello(raw_hello)
         # Fixed length: read it whatever we decide, so a refusal reply stays in step.
@@ -297,6 +318,7 @@ class Session:
             extra={"event": "connection_opened", "peer": self.peer},
         )
         self._opened = True
+        self._end_deadline()
         return True
 
     def _authenticate(self, hello: protocol.Hello, raw_hello: bytes, client_nonce: bytes) -> bool:
@@ -343,8 +365,7 @@ class Session:
         self._recv_mac = auth.MessageMac(to_server)
         self._send_mac = auth.MessageMac(to_client)
         self._authenticated = True
-        self._deadline = None
-        self._set_timeout(self.settings.io_timeout)
+        self._end_deadline()
         return True
 
     def _start_tls(self) -> bool:
@@ -523,6 +544,7 @@ class Session:
             self._set_timeout(self.settings.idle_timeout)
             first = self._recv(1)
             self.busy = True
+            self._start_deadline()
             self._set_timeout(self.settings.io_timeout)
             head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
             if protocol.is_manifest(head[0]):
@@ -667,6 +689,7 @@ class Session:
         names, self._names = self._names, None
         if names is None:
             names = self._read_exact(fixed.variable_len)
+        self._end_deadline()  # the header is whole: the body has its own pace (_BodyPace)
         return protocol.decode_names(fixed, names)
 
     def _count_landed(self, item: Unacked, duplicate: bool) -> None:
@@ -689,15 +712,20 @@ class Session:
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
         remaining = size
+        pace = _BodyPace(self.settings.io_timeout)
         while remaining:
             got = self._recv(min(remaining, BUFFER_BYTES))
             landing.write(self._view[:got])
             remaining -= got
+            pace.add(got)
 
     def _drain(self, size: int) -> None:
         remaining = size
+        pace = _BodyPace(self.settings.io_timeout)
         while remaining:
-            remaining -= self._recv(min(remaining, BUFFER_BYTES))
+            got = self._recv(min(remaining, BUFFER_BYTES))
+            remaining -= got
+            pace.add(got)
 
     def _refuse(self, fixed: FixedHeader, name: str, status: Status, message: str) -> Reply:
         self.counters.add(errors=1)
@@ -711,6 +739,28 @@ class Session:
             extra={"event": "file_failed", "peer": self.peer, "file": name, "reason": message},
         )
         return Reply(fixed.seq, status, message)
+
+
+class _BodyPace:
+    """A minimum body rate (Apache mod_reqtimeout's MinRate): the socket timeout only bounds
+    each wait, so a client announcing a large file and sending a byte a second would hold
+    the connection, its temporary and a --max-conns slot for as long as it liked."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.start = time.monotonic()
+        self.bytes = 0
+
+    def add(self, n: int) -> None:
+        self.bytes += n
+        now = time.monotonic()
+        if now - self.start < self.window:
+            return
+        if self.bytes < MIN_BODY_BYTES_PER_S * (now - self.start):
+            raise ConnectionClosed(
+                f"file body slower than {MIN_BODY_BYTES_PER_S} bytes/s over {self.window:g} s"
+            )
+        self.start, self.bytes = now, 0
 
 
 def _status_for(exc: OSError) -> Status:

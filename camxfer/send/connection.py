@@ -291,9 +291,9 @@ class Connection:
                         replies.extend(self._parser.feed(data))
                         continue
                     except ProtocolError as exc:
-                        # A reply that fails its MAC was forged or damaged on the way: none
-                        # of what follows can be trusted, so everything unacked is resent.
-                        self._lost = str(exc)
+                        # Damaged, forged or foreign bytes: this connection cannot be trusted
+                        # any more, but a new one can; resend what it did not acknowledge.
+                        self._lost = f"bad reply from the receiver: {exc}"
             if replies:
                 return replies
             raise ConnectionLost(self._lost)

@@ -17,6 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from camxfer.buffers import BufferPool
 from camxfer.protocol import Reply, Status, new_hasher
 from camxfer.send.connection import Connection, ConnectionLost, ConnectionSettings, HandshakeRefused
 from camxfer.send.options import SendOptions
@@ -25,6 +26,8 @@ from camxfer.send.scan import ReadyFile
 log = logging.getLogger("camxfer.send")
 
 READ_BUFFER_BYTES = 1 << 20
+# One read buffer per connection worker, reused by the next run's workers (camxfer.buffers).
+READ_BUFFERS = BufferPool(READ_BUFFER_BYTES, keep=64)
 MAX_BACKOFF_S = 5.0
 
 
@@ -143,7 +146,7 @@ class ConnectionWorker(threading.Thread):
             auth_key=opts.auth_key,
             tls=opts.tls,
         )
-        self._buffer = bytearray(READ_BUFFER_BYTES)
+        self._buffer = READ_BUFFERS.take()
         self._conn: Connection | None = None
         self._inflight: dict[int, _InFlight] = {}
         self._connect_failures = 0
@@ -168,6 +171,7 @@ class ConnectionWorker(threading.Thread):
             for flight in self._inflight.values():
                 self.abandoned.append(flight.item)
             self._inflight.clear()
+            READ_BUFFERS.give(self._buffer)
 
     def _loop(self) -> None:
         while not self.abandon.is_set():
