@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+EXEC_WAIT_S = 5.0  # longest wait, at start, for /proc to show the started program
+
 
 @dataclass(frozen=True)
 class Detached:
@@ -46,6 +48,11 @@ def start(run_dir: Path, name: str, argv: list[str], *, log_dir: Path | None = N
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the terminal closing; not in our process group
         )
+    # Popen can return before /proc shows the new program's command line (seen on a loaded
+    # machine), and `status` recognises our processes by it: wait for it, briefly.
+    deadline = time.monotonic() + EXEC_WAIT_S
+    while not _is_ours(process.pid) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
     temp = pid_file.with_suffix(".pid.tmp")
     temp.write_text(f"{process.pid}\n")
     temp.replace(pid_file)
