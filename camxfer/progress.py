@@ -18,9 +18,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Literal
 
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 Mode = Literal["auto", "bar", "lines", "off"]
 MODES = ("auto", "bar", "lines", "off")
 DEFAULT_INTERVAL = 5.0  # seconds between plain progress lines
@@ -124,6 +121,8 @@ class BarView:
     """A tqdm bar; figures come from outside (we set n and total ourselves)."""
 
     def __init__(self, stream: IO[str], label: str) -> None:
+        from tqdm import tqdm  # here, not at import: tqdm costs every command ~20 ms at start
+
         # A terminal that reports no size (a fresh pty) would get a bar of width 0.
         sized = _columns(stream) > 0
         self.bar = tqdm(
@@ -231,6 +230,8 @@ def make_view(
 def keep_logs_above(view: View | None) -> Iterator[None]:
     """While a bar is drawn, route camxfer's log lines through tqdm so they do not tear it."""
     if isinstance(view, BarView):
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         with logging_redirect_tqdm(loggers=[logging.getLogger("camxfer")]):
             yield
     else:
