@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from camxfer.protocol import new_hasher
-from camxfer.recv.landing import ChecksumMismatch, FileLanding, LandingRoot, sync_sealed
+from camxfer.recv.landing import (
+    ChecksumMismatch,
+    FileLanding,
+    LandingRoot,
+    start_writeback,
+    sync_sealed,
+)
 from tests.conftest import temps_under
 
 
@@ -82,3 +88,20 @@ def test_seal_refuses_a_corrupt_body_and_removes_its_temp(tmp_path: Path) -> Non
     finally:
         root.close()
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_early_writeback_is_only_a_hint(tmp_path: Path) -> None:
+    """start_writeback never fails a landing: on a pipe (ESPIPE) it does nothing, and a sealed
+    file's bytes are unchanged by it."""
+    read_end, write_end = os.pipe()
+    try:
+        start_writeback(write_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    root = LandingRoot(tmp_path / "out")
+    data = os.urandom(3 << 20)
+    landing = sealed(root, ["cam"], "f.jpg", data)
+    landing.commit()
+    assert (tmp_path / "out" / "cam" / "f.jpg").read_bytes() == data
+    assert temps_under(tmp_path / "out") == []
