@@ -30,6 +30,7 @@ from bench.procs import stop_all
 
 MODES = ("bulk", "small", "scaling", "live", "memory", "profile")
 ALL_MODES = ("bulk", "small", "scaling", "memory", "live")  # profile only when asked
+LIVE_CONNS = 2
 RESULTS = Path(__file__).resolve().parent / "results"
 NOTE = (
     "2-core machine shared with other engineers' tests: figures move 10-20% between runs; "
@@ -71,6 +72,7 @@ class Settings:
     live_cameras: int
     live_fps: float
     live_seconds: float
+    live_conns: int
     json_path: Path | None
     camxfer_src: Path | None
     compare_src: Path | None
@@ -105,6 +107,13 @@ def parse_args(argv: list[str] | None) -> Settings:
     p.add_argument("--live-fps", type=float, default=30.0, help="live: frames per second (30)")
     p.add_argument("--live-seconds", type=float, default=20.0, help="live: capture time (20)")
     p.add_argument(
+        "--live-conns",
+        type=int,
+        default=LIVE_CONNS,
+        help=f"live: connections per camera's sender ({LIVE_CONNS}: a frame every 33 ms needs "
+        "one connection sending while another waits for its ack)",
+    )
+    p.add_argument(
         "--camxfer-src",
         type=Path,
         metavar="DIR",
@@ -119,6 +128,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         "rounds as the installed one: an A/B test of an engine change",
     )
     a = p.parse_args(argv)
+    if a.live_conns < 1:
+        p.error("--live-conns must be at least 1")
     for src in (a.camxfer_src, a.compare_src):
         if src is not None and not (src / "camxfer" / "__init__.py").is_file():
             p.error(f"{src} holds no camxfer package (no {src}/camxfer/__init__.py)")
@@ -134,7 +145,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     return Settings(
         a.count, a.min_mb, a.max_mb, max(a.reps, 1), links, modes, only, a.quick,
         a.workdir, a.iperf_seconds, a.small_count, a.live_cameras, a.live_fps,
-        a.live_seconds, a.json,
+        a.live_seconds, a.live_conns, a.json,
         a.camxfer_src.resolve() if a.camxfer_src else None,
         a.compare_src.resolve() if a.compare_src else None,
     )  # fmt: skip
@@ -224,7 +235,7 @@ def _run_mode(mode: str, s: Settings) -> tuple[dict[str, Any], list[report.Targe
 
         return live.run(
             s.workdir, cameras=s.live_cameras, fps=s.live_fps, seconds=s.live_seconds,
-            quick=s.quick,
+            conns=s.live_conns, quick=s.quick,
         )  # fmt: skip
     from bench import profiling
 

@@ -38,8 +38,11 @@ def write_config(path: Path, rings: Mapping[str, Path], dest: Path) -> dict[str,
     return ports
 
 
+RECEIVER_WORKERS = 1  # per camera: a 30 fps stream never needs more than one process
+
+
 def start_receivers(config: Path, ports: Mapping[str, int], logs: Path, label: str) -> Proc:
-    argv = [*CAMXFER, "receivers", "--config", str(config), "--workers", "1"]
+    argv = [*CAMXFER, "receivers", "--config", str(config), "--workers", str(RECEIVER_WORKERS)]
     receivers = Proc(argv, logs, label)
     for port in ports.values():
         wait_listening(port, receivers)

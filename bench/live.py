@@ -29,7 +29,14 @@ import xxhash
 
 from bench import trigger
 from bench.dataset import MIB
-from bench.fleet import CAMXFER, camera_names, check_landed, start_receivers, write_config
+from bench.fleet import (
+    CAMXFER,
+    RECEIVER_WORKERS,
+    camera_names,
+    check_landed,
+    start_receivers,
+    write_config,
+)
 from bench.procs import BenchError, Proc
 from bench.report import Target, below
 from bench.watch import ArrivalWatcher
@@ -57,7 +64,7 @@ def _slope(samples: list[tuple[float, int]]) -> float:
     return float(np.polyfit(xs - xs[0], ys, 1)[0])
 
 
-def live_run(workdir: Path, cameras: int, fps: float, seconds: float) -> dict[str, Any]:
+def live_run(workdir: Path, cameras: int, fps: float, seconds: float, conns: int) -> dict[str, Any]:
     names = camera_names(cameras)
     root = workdir / "live" / f"{cameras}x{fps:g}"
     rings = {camera: root / "ring" / camera for camera in names}
@@ -83,6 +90,7 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float) -> dict[st
             rings[camera].mkdir(parents=True, exist_ok=True)
             argv = [*CAMXFER, "send", "--src-dir", str(rings[camera]), "--port"]
             argv += [str(ports[camera]), "--dest-path", camera, "--json-stats"]
+            argv += ["--conns", str(conns)]
             senders.append(Proc(argv, logs, f"live-{cameras}-send-{camera}"))
         time.sleep(SENDER_START_S)
         for proc in senders:
@@ -151,6 +159,8 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float) -> dict[st
         "cameras": cameras,
         "fps": fps,
         "seconds": round(capture_s, 1),
+        "settings": f"one receiver per camera with {RECEIVER_WORKERS} worker; one sender per "
+        f"camera with --conns {conns}",
         "frame_size": "1-2 MiB random bytes",
         "frames_written": written,
         "frames_landed": landed_total,
@@ -201,6 +211,7 @@ def _print_run(run: dict[str, Any]) -> None:
     print(
         f"  {run['cameras']} cameras x {run['fps']:g} fps x {run['frame_size']}, "
         f"{run['seconds']:.0f} s ({run['mb_per_s_written']} MB/s written): {verdict}\n"
+        f"    settings: {run['settings']}\n"
         f"    frames written {run['frames_written']}, landed {run['frames_landed']}, "
         f"verified {run['frames_checked']} ({'ok' if run['verified'] else 'FAILED'}); "
         f"cameras late {run['camera_late']}, dropped {run['camera_dropped']}\n"
@@ -222,7 +233,7 @@ def _print_run(run: dict[str, Any]) -> None:
 
 
 def run(
-    workdir: Path, *, cameras: int, fps: float, seconds: float, quick: bool
+    workdir: Path, *, cameras: int, fps: float, seconds: float, conns: int, quick: bool
 ) -> tuple[dict[str, Any], list[Target]]:
     if quick:
         cameras, fps = min(cameras, 2), min(fps, 10.0)
@@ -233,7 +244,7 @@ def run(
             break
         print(f"  .. live {attempt} cameras x {fps:g} fps", file=sys.stderr, flush=True)
         try:
-            runs.append(live_run(workdir, attempt, fps, seconds))
+            runs.append(live_run(workdir, attempt, fps, seconds, conns))
         except (BenchError, TimeoutError) as exc:
             runs.append({"cameras": attempt, "fps": fps, "keeps_up": False, "error": str(exc)})
             print(f"  {attempt} cameras x {fps:g} fps: FAILED: {exc}")
