@@ -10,7 +10,9 @@ file a writer holds open and pauses on is not mistaken for a finished one.
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 from pathlib import Path
 
 from camxfer.send.completion import WriteState
@@ -24,6 +26,7 @@ except ImportError:  # pragma: no cover - the dependency is declared; this is fo
     INotify = None
 
 _MASK_NAMES = ("CREATE", "MODIFY", "CLOSE_WRITE", "MOVED_TO", "DELETE", "MOVED_FROM")
+_NEWS = (F.CREATE | F.CLOSE_WRITE | F.MOVED_TO | F.Q_OVERFLOW) if INotify is not None else 0
 
 
 class FolderWatcher:
@@ -71,10 +74,25 @@ class FolderWatcher:
                 pass
 
     def poll(self, timeout_ms: float) -> bool:
-        """Wait up to `timeout_ms` for events and apply them; True when something happened."""
-        events = self._inotify.read(timeout=max(0, int(timeout_ms)), read_delay=None)
-        # A write (MODIFY) never makes a file complete: only other events are news.
-        news = any(event.mask & ~F.MODIFY for event in events)
+        """Wait up to `timeout_ms` for news (an event that can make a file ready), applying
+        every event on the way; True when there was news.
+
+        A camera writes each frame in many pieces, and each piece is an event: returning on
+        each of them woke the planner about 8 times per frame for nothing.
+        """
+        deadline = time.monotonic() + max(timeout_ms, 0) / 1000
+        while True:
+            left_ms = (deadline - time.monotonic()) * 1000
+            if self._apply(self._inotify.read(timeout=max(0, math.ceil(left_ms)), read_delay=None)):
+                return True
+            if left_ms <= 0:
+                return False
+
+    def _apply(self, events: list) -> bool:
+        # Only a new file (lookahead), a close, a rename in or lost events can make a file
+        # ready; writes and deletions (the ring buffer dropping its oldest frame) cannot, and
+        # waking the planner for them doubled a live sender's folder listings.
+        news = any(event.mask & _NEWS for event in events)
         for event in events:
             if event.mask & F.Q_OVERFLOW:
                 # Lost events: forget what we knew and let stability checks decide.
