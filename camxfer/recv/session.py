@@ -30,8 +30,10 @@ from camxfer.recv.landing import (
     ExistsDifferent,
     FileLanding,
     LandingRoot,
+    dirty_bytes,
     resolve_destination,
     sync_sealed,
+    syncfs_pays_off,
 )
 from camxfer.recv.manifest import manifest_reply
 from camxfer.sockets import set_io_timeout
@@ -456,7 +458,8 @@ class Session:
     def _flush(self) -> None:
         """Land the files received since the last flush as one group commit, then ack them.
 
-        Their data is made durable together (`sync_sealed`), each is linked under its final
+        Their data is made durable together (`sync_sealed`) unless other writers' dirty data
+        would make that the slower way (`syncfs_pays_off`), each is linked under its final
         name, each folder is fsynced once, and only then do the replies go out, in order.
         """
         if not self._pending:
@@ -464,7 +467,12 @@ class Session:
         pending, self._pending = self._pending, []
         sync_error: OSError | None = None
         try:
-            data_synced = sync_sealed([i.landing for i in pending if i.landing is not None])
+            landings = [i.landing for i in pending if i.landing is not None]
+            data_synced = (
+                len(landings) > 1
+                and syncfs_pays_off(sum(item.size for item in landings), dirty_bytes())
+                and sync_sealed(landings)
+            )
         except OSError as exc:
             data_synced, sync_error = False, exc
         folder_fds: list[int | None] = []

@@ -12,11 +12,14 @@ import pytest
 
 from camxfer.protocol import new_hasher
 from camxfer.recv.landing import (
+    SYNCFS_SLACK_BYTES,
     ChecksumMismatch,
     FileLanding,
     LandingRoot,
+    dirty_bytes,
     start_writeback,
     sync_sealed,
+    syncfs_pays_off,
 )
 from tests.conftest import temps_under
 
@@ -105,3 +108,40 @@ def test_early_writeback_is_only_a_hint(tmp_path: Path) -> None:
     landing.commit()
     assert (tmp_path / "out" / "cam" / "f.jpg").read_bytes() == data
     assert temps_under(tmp_path / "out") == []
+
+
+def test_syncfs_is_chosen_only_when_little_else_is_dirty() -> None:
+    """syncfs writes back the whole filesystem: with other writers' data dirty (a camera ring
+    on the same disk) one fsync per file is the cheaper way, and without a count, syncfs."""
+    batch = 8 * (3 << 19)
+    assert syncfs_pays_off(batch, 0)
+    assert syncfs_pays_off(batch, batch + SYNCFS_SLACK_BYTES)
+    assert not syncfs_pays_off(batch, batch + SYNCFS_SLACK_BYTES + 1)
+    assert not syncfs_pays_off(batch, 800 << 20)
+    assert syncfs_pays_off(batch, None)
+
+
+def test_dirty_bytes_reads_dirty_and_writeback(tmp_path: Path) -> None:
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(
+        "MemTotal:       24000000 kB\nDirty:              1000 kB\n"
+        "Writeback:           24 kB\nWritebackTmp:      9999 kB\n"
+    )
+    assert dirty_bytes(str(meminfo)) == 1024 * 1024
+    meminfo.write_text("Dirty: lots\n")
+    assert dirty_bytes(str(meminfo)) is None
+    assert dirty_bytes(str(tmp_path / "absent")) is None
+    assert isinstance(dirty_bytes(), int)  # this machine's own /proc/meminfo
+
+
+def test_other_writers_dirty_data_is_seen(tmp_path: Path) -> None:
+    """The count the choice rests on moves with another writer's unsynced data."""
+    big = tmp_path / "ring-frame"
+    with big.open("wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+    during = dirty_bytes()
+    os.sync()
+    assert during is not None
+    # The kernel may already have started writing it; Writeback still counts it.
+    assert during >= 32 << 20, f"64 MiB written but only {during >> 20} MiB dirty"
