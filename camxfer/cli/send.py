@@ -150,7 +150,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--poll-ms",
         type=non_negative_float,
         default=50.0,
-        help="how often to list the folder (default: 50); inotify wakes earlier",
+        help="how often to look for new and completed frames (default: 50); inotify wakes "
+        "earlier, and with it the folder is read in full once a second, in between only the "
+        "names inotify saw come and go",
     )
     when.add_argument(
         "--frame-timeout",

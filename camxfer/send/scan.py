@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -25,12 +26,16 @@ from pathlib import Path
 
 from camxfer.frames import NumberedName, split_number
 from camxfer.send.completion import Observation, WriteState, is_complete, observe
+from camxfer.send.listing import FolderIndex, NumberIndex
 from camxfer.send.options import SendOptions
 from camxfer.send.watch import FolderWatcher
 
 log = logging.getLogger("camxfer.send")
 
 MAX_REPORTED_NAMES = 1000  # missing names listed in a report; the count is always exact
+# With inotify, the folder is read in full this often, in case the watcher missed something;
+# in between, the watcher's record of names that came and went updates the listing.
+FULL_LISTING_S = 1.0
 
 
 @dataclass
@@ -48,9 +53,16 @@ class ReadyFile:
     not_before: float = 0.0  # monotonic time before which a retry must not start
 
 
-@dataclass
 class Listing:
-    entries: list[tuple[str, str]]  # (relative path, absolute path), in name order
+    """One listing of the source folder: (relative path, absolute path) pairs in name order,
+    built only if a scan asks for them (a numbered scan reads the `NumberIndex` instead)."""
+
+    def __init__(self, source: list[tuple[str, str]] | FolderIndex) -> None:
+        self._source = source
+
+    @property
+    def entries(self) -> list[tuple[str, str]]:
+        return self._source.entries if isinstance(self._source, FolderIndex) else self._source
 
 
 @dataclass
@@ -125,6 +137,14 @@ class Planner:
         self._inflight_names: set[str] = set()
         # --once: the backlog present at the first scan
         self.backlog: set[str] | None = None
+        # Flat folders are listed incrementally; --preserve-structure walks the tree each time.
+        self._index = (
+            None
+            if opts.preserve_structure
+            else FolderIndex(self.root, lambda name: self._wanted(name, name))
+        )
+        self._by_number: NumberIndex | None = None
+        self._last_full_listing = -math.inf
         self._numbered_decided = False
         self._decide_numbering_from_start()
 
@@ -138,7 +158,7 @@ class Planner:
         self._numbered_decided = True
         if parts is None:
             return
-        self.template = _Template(parts.prefix, parts.suffix, parts.width)
+        self._set_template(_Template(parts.prefix, parts.suffix, parts.width))
         self.first = parts.number if self.opts.start_at else parts.number + 1
         self.next_unresolved = self.first
         for name in self.opts.already_landed:
@@ -154,9 +174,17 @@ class Planner:
         parts = split_number(listing.entries[0][0])
         if parts is None:
             return
-        self.template = _Template(parts.prefix, parts.suffix, parts.width)
+        self._set_template(_Template(parts.prefix, parts.suffix, parts.width))
         self.first = parts.number
         self.next_unresolved = parts.number
+
+    def _set_template(self, template: _Template) -> None:
+        # Numbering needs the flat folder's index: --preserve-structure is never numbered.
+        assert self._index is not None
+        self.template = template
+        self._by_number = NumberIndex(template.number_of)
+        for name in self._index.names:
+            self._by_number.add(name)
 
     @property
     def numbered(self) -> bool:
@@ -179,15 +207,26 @@ class Planner:
                     rel = name if rel_folder == "." else f"{rel_folder}/{name}"
                     if self._wanted(name, rel) and not os.path.islink(os.path.join(folder, name)):
                         entries.append((rel, os.path.join(folder, name)))
+            entries.sort()
+            return Listing(entries)
+        assert self._index is not None
+        now = self.clock()
+        changes = None
+        if self.watcher is not None and now - self._last_full_listing < FULL_LISTING_S:
+            changes = self.watcher.take_changes()  # None after lost events
+        if changes is None:
+            if self.watcher is not None:
+                self.watcher.take_changes()  # the listing below shows what they say
+            added, removed = self._index.refresh()
+            self._last_full_listing = now
         else:
-            with os.scandir(self.root) as it:
-                for entry in it:
-                    if self._wanted(entry.name, entry.name) and entry.is_file(
-                        follow_symlinks=False
-                    ):
-                        entries.append((entry.name, entry.path))
-        entries.sort()
-        return Listing(entries)
+            added, removed = self._index.apply(changes)
+        if self._by_number is not None:
+            for name in removed:
+                self._by_number.remove(name, self._index.names)
+            for name in added:
+                self._by_number.add(name)
+        return Listing(self._index)
 
     def _wanted(self, name: str, rel: str) -> bool:
         if name.startswith(".") or not fnmatch.fnmatchcase(name, self.opts.pattern):
@@ -263,12 +302,11 @@ class Planner:
 
     def _scan_numbered(self, listing: Listing) -> list[ReadyFile]:
         assert self.template is not None and self.next_unresolved is not None
-        present: dict[int, tuple[str, str]] = {}
-        for rel, path in listing.entries:
-            number = self.template.number_of(rel)
-            if number is None or number < self.next_unresolved:
-                continue
-            present[number] = (rel, path)
+        assert self._index is not None and self._by_number is not None
+        present = {
+            number: (name, self._index.path(name))
+            for number, name in self._by_number.from_number(self.next_unresolved)
+        }
         if present:
             top = max(present)
             self.max_seen = top if self.max_seen is None else max(self.max_seen, top)

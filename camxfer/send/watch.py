@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover - the dependency is declared; this is fo
     INotify = None
 
 _MASK_NAMES = ("CREATE", "MODIFY", "CLOSE_WRITE", "MOVED_TO", "DELETE", "MOVED_FROM")
+MAX_CHANGES = 100_000
 _NEWS = (F.CREATE | F.CLOSE_WRITE | F.MOVED_TO | F.Q_OVERFLOW) if INotify is not None else 0
 
 
@@ -41,6 +42,9 @@ class FolderWatcher:
         for name in _MASK_NAMES:
             self._mask |= getattr(F, name)
         self._dirs: dict[int, str] = {}  # watch descriptor -> relative folder ('' = root)
+        # Names that appeared (True) or went (False) directly in the root, in order, since the
+        # planner last took them; None after lost events (the planner must list the folder).
+        self._changes: list[tuple[bool, str]] | None = []
         self._add_tree("")
 
     @classmethod
@@ -97,6 +101,7 @@ class FolderWatcher:
             if event.mask & F.Q_OVERFLOW:
                 # Lost events: forget what we knew and let stability checks decide.
                 self.states.clear()
+                self._changes = None
                 continue
             folder = self._dirs.get(event.wd)
             if folder is None or not event.name:
@@ -106,6 +111,8 @@ class FolderWatcher:
                 if self.recursive and event.mask & (F.CREATE | F.MOVED_TO):
                     self._add_tree(rel)
                 continue
+            if not folder:
+                self._note_change(event.mask, event.name)
             if event.mask & (F.DELETE | F.MOVED_FROM):
                 self.states.pop(rel, None)
             elif event.mask & (F.CLOSE_WRITE | F.MOVED_TO):
@@ -113,6 +120,24 @@ class FolderWatcher:
             elif event.mask & (F.CREATE | F.MODIFY):
                 self.states[rel] = WriteState.WRITING
         return news
+
+    def _note_change(self, mask: int, name: str) -> None:
+        if self._changes is None:
+            return
+        if mask & (F.CREATE | F.MOVED_TO):
+            self._changes.append((True, name))
+        elif mask & (F.DELETE | F.MOVED_FROM):
+            self._changes.append((False, name))
+        if len(self._changes) > MAX_CHANGES:
+            self._changes = None  # nobody is taking them: a listing is cheaper than the list
+
+    def take_changes(self) -> list[tuple[bool, str]] | None:
+        """The names that appeared in or left the root folder since the last call, in order
+        (every event the kernel holds is read first); None when events were lost, and the
+        folder must be listed instead."""
+        self.poll(0)
+        changes, self._changes = self._changes, []
+        return changes
 
     def state(self, rel: str) -> WriteState:
         return self.states.get(rel, WriteState.UNKNOWN)

@@ -1,0 +1,158 @@
+"""The source folder's listing, kept up to date cheaply: what each planner scan starts from.
+
+A ring buffer holds hundreds or thousands of frames and changes by a name or two per frame,
+yet a live sender looks at it twice per frame. Listing it whole with scandir and judging every
+entry in Python made each scan O(ring): 0.13 ms at 90 frames, 1.4 ms at 1,000, 8 ms at 5,000.
+Here the folder is read with one `os.listdir` (a C loop) and only names new since the last
+listing are judged; between listings, the watcher's record of names that came and went
+(`apply`) keeps the index current without reading the folder at all.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import stat
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+
+
+class _Verdict(Enum):
+    KEPT = "kept"  # a wanted name and a regular file
+    UNWANTED = "unwanted"  # the name alone rules it out, for as long as it is there
+    NOT_REGULAR = "not regular"  # a folder, symlink or device now: judged again each time
+
+
+class FolderIndex:
+    """The wanted regular files directly in `root`, in name order, refreshed incrementally."""
+
+    def __init__(self, root: Path, wanted: Callable[[str], bool]) -> None:
+        self.root = str(root)
+        self._wanted = wanted
+        self._verdicts: dict[str, _Verdict] = {}  # every name present at the last look
+        self.names: list[str] = []  # the kept names, sorted
+        self._entries: list[tuple[str, str]] | None = None
+
+    def refresh(self) -> tuple[list[str], list[str]]:
+        """List the folder again; returns the kept names (added, removed) since last time."""
+        current = set(os.listdir(self.root))
+        verdicts = self._verdicts
+        added: list[str] = []
+        removed: list[str] = []
+        for name in verdicts.keys() - current:
+            if verdicts.pop(name) is _Verdict.KEPT:
+                removed.append(name)
+        unjudged = current - verdicts.keys()
+        unjudged.update(n for n, v in verdicts.items() if v is _Verdict.NOT_REGULAR)
+        for name in unjudged:
+            self._judge_into(name, added, removed)
+        return self._update(added, removed)
+
+    def apply(self, changes: list[tuple[bool, str]]) -> tuple[list[str], list[str]]:
+        """Bring the index up to date from the watcher's record of names that appeared (True)
+        or went (False), instead of listing the folder; returns kept (added, removed)."""
+        touched = {name for _appeared, name in changes}
+        before = {name for name in touched if self._is_kept(name)}
+        for appeared, name in changes:
+            if appeared:
+                self._judge_into(name, [], [])  # judged again even if known: a rename over it
+            else:
+                self._verdicts.pop(name, None)
+        after = {name for name in touched if self._is_kept(name)}
+        return self._update(sorted(after - before), sorted(before - after))
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    @property
+    def entries(self) -> list[tuple[str, str]]:
+        """(name, path) of every kept file, in name order."""
+        if self._entries is None:
+            self._entries = [(name, os.path.join(self.root, name)) for name in self.names]
+        return self._entries
+
+    def _is_kept(self, name: str) -> bool:
+        return self._verdicts.get(name) is _Verdict.KEPT
+
+    def _judge_into(self, name: str, added: list[str], removed: list[str]) -> None:
+        """Judge `name` afresh; a change of verdict goes to `added` or `removed`."""
+        was_kept = self._is_kept(name)
+        verdict = self._judge(name)
+        if verdict is None:
+            self._verdicts.pop(name, None)  # gone since it was listed: judged if it comes back
+        else:
+            self._verdicts[name] = verdict
+        now_kept = verdict is _Verdict.KEPT
+        if now_kept and not was_kept:
+            added.append(name)
+        elif was_kept and not now_kept:
+            removed.append(name)
+
+    def _judge(self, name: str) -> _Verdict | None:
+        if not self._wanted(name):
+            return _Verdict.UNWANTED
+        try:
+            mode = os.lstat(os.path.join(self.root, name)).st_mode
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return _Verdict.NOT_REGULAR
+        return _Verdict.KEPT if stat.S_ISREG(mode) else _Verdict.NOT_REGULAR
+
+    def _update(self, added: list[str], removed: list[str]) -> tuple[list[str], list[str]]:
+        added.sort()
+        removed.sort()
+        for name in removed:
+            del self.names[bisect.bisect_left(self.names, name)]
+        for name in added:
+            bisect.insort(self.names, name)
+        if added or removed:
+            self._entries = None
+        return added, removed
+
+
+class NumberIndex:
+    """The kept names that carry a frame number, by number, so a scan can start at the first
+    unsent frame instead of walking the whole ring."""
+
+    def __init__(self, number_of: Callable[[str], int | None]) -> None:
+        self._number_of = number_of
+        self._name_of: dict[int, str] = {}
+        self.numbers: list[int] = []  # sorted
+        # Numbers two names carry (the same frame written with two widths): the later name
+        # wins, as in a name-ordered listing, and removing one must find the other.
+        self._shared: set[int] = set()
+
+    def add(self, name: str) -> None:
+        number = self._number_of(name)
+        if number is None:
+            return
+        old = self._name_of.get(number)
+        if old is None:
+            self._name_of[number] = name
+            bisect.insort(self.numbers, number)
+        elif old != name:
+            self._shared.add(number)
+            self._name_of[number] = max(old, name)
+
+    def remove(self, name: str, remaining: list[str]) -> None:
+        number = self._number_of(name)
+        if number is None or number not in self._name_of:
+            return
+        if number in self._shared:
+            others = [other for other in remaining if self._number_of(other) == number]
+            if len(others) <= 1:
+                self._shared.discard(number)
+            if others:
+                self._name_of[number] = max(others)
+                return
+        elif self._name_of[number] != name:
+            return
+        del self._name_of[number]
+        del self.numbers[bisect.bisect_left(self.numbers, number)]
+
+    def from_number(self, first: int) -> list[tuple[int, str]]:
+        """(number, name) of every numbered file from `first` on, in number order."""
+        start = bisect.bisect_left(self.numbers, first)
+        return [(number, self._name_of[number]) for number in self.numbers[start:]]

@@ -1,0 +1,130 @@
+"""The sender's incremental folder listing (`camxfer.send.listing`) on real folders, with a
+real inotify watcher: whatever path the index took (full listings, the watcher's record of
+names that came and went, or both), it must list exactly what a fresh listing of the folder
+lists."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from camxfer.send.listing import FolderIndex, NumberIndex
+from camxfer.send.watch import FolderWatcher
+
+
+def wanted(name: str) -> bool:
+    return not name.startswith(".") and fnmatch.fnmatchcase(name, "*.jpg")
+
+
+def fresh_names(folder: Path) -> list[str]:
+    return sorted(
+        p.name for p in folder.iterdir() if wanted(p.name) and p.is_file() and not p.is_symlink()
+    )
+
+
+def test_refresh_keeps_wanted_regular_files_in_name_order(tmp_path: Path) -> None:
+    for name in ("b.jpg", "a.jpg", ".hidden.jpg", "notes.txt", "c.jpg.part"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "folder.jpg").mkdir()
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "a.jpg")
+    index = FolderIndex(tmp_path, wanted)
+    assert index.refresh() == (["a.jpg", "b.jpg"], [])
+    assert index.entries == [(n, str(tmp_path / n)) for n in ("a.jpg", "b.jpg")]
+    (tmp_path / "a.jpg").unlink()
+    (tmp_path / "c.jpg").write_bytes(b"x")
+    assert index.refresh() == (["c.jpg"], ["a.jpg"])
+    assert index.names == ["b.jpg", "c.jpg"]
+    assert index.refresh() == ([], [])
+
+
+def test_a_symlink_replaced_by_a_file_is_listed_after_all(tmp_path: Path) -> None:
+    """A name judged "not a regular file" is judged again, not remembered as unwanted."""
+    (tmp_path / "target").write_bytes(b"x")
+    (tmp_path / "f.jpg").symlink_to(tmp_path / "target")
+    index = FolderIndex(tmp_path, wanted)
+    index.refresh()
+    assert index.names == []
+    (tmp_path / "new").write_bytes(b"frame")
+    os.rename(tmp_path / "new", tmp_path / "f.jpg")
+    assert index.refresh() == (["f.jpg"], [])
+
+
+def test_applied_changes_match_a_fresh_listing(tmp_path: Path) -> None:
+    """Random creates, deletes, renames in and out, and files that come and go between two
+    looks: the index fed only by the watcher agrees with a fresh listing after every batch."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    folder = tmp_path / "ring"
+    folder.mkdir()
+    watcher = FolderWatcher(folder, recursive=False)
+    try:
+        index = FolderIndex(folder, wanted)
+        index.refresh()
+        watcher.take_changes()
+        rng = random.Random(7)
+        names = [f"frame_{i:03d}.jpg" for i in range(40)] + ["x.txt", ".tmp.jpg"]
+        for _batch in range(60):
+            for _op in range(rng.randint(1, 12)):
+                name = rng.choice(names)
+                path = folder / name
+                op = rng.random()
+                if op < 0.4:
+                    path.write_bytes(b"x")
+                elif op < 0.6 and path.exists():
+                    path.unlink()
+                elif op < 0.8:
+                    staged = outside / name
+                    staged.write_bytes(b"y")
+                    os.rename(staged, path)  # renamed in, maybe over an existing file
+                elif path.exists() and not path.is_dir():
+                    os.rename(path, outside / name)  # renamed out
+            changes = watcher.take_changes()
+            assert changes is not None
+            before = list(index.names)
+            added, removed = index.apply(changes)
+            assert index.names == fresh_names(folder)
+            assert sorted(set(before) - set(index.names)) == removed
+            assert sorted(set(index.names) - set(before)) == added
+    finally:
+        watcher.close()
+
+
+def test_lost_events_ask_for_a_listing(tmp_path: Path) -> None:
+    """More events than the kernel queues (fs.inotify.max_queued_events): the watcher reports
+    that its record is incomplete instead of handing out a partial one."""
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 40_000:
+        pytest.skip(f"max_queued_events is {limit}: too many files to overflow it here")
+    watcher = FolderWatcher(tmp_path, recursive=False)
+    try:
+        for i in range(limit // 2 + 100):  # each file: a create and a close event
+            (tmp_path / f"f{i}.jpg").write_bytes(b"")
+        assert watcher.take_changes() is None
+        assert watcher.take_changes() == []  # a listing was owed once, then records resume
+    finally:
+        watcher.close()
+
+
+def test_number_index_starts_at_the_first_unsent_frame() -> None:
+    def number_of(name: str) -> int | None:
+        stem = name.removeprefix("frame_").removesuffix(".jpg")
+        return int(stem) if stem.isdigit() else None
+
+    index = NumberIndex(number_of)
+    for name in ("frame_000005.jpg", "frame_000003.jpg", "frame_000009.jpg", "other.jpg"):
+        index.add(name)
+    assert index.from_number(4) == [(5, "frame_000005.jpg"), (9, "frame_000009.jpg")]
+    # The same frame under a second width: the name that sorts later wins, as in a listing,
+    # and removing either leaves the other.
+    index.add("frame_05.jpg")
+    assert index.from_number(5)[0] == (5, "frame_05.jpg")
+    index.remove("frame_05.jpg", ["frame_000003.jpg", "frame_000005.jpg", "frame_000009.jpg"])
+    assert index.from_number(5)[0] == (5, "frame_000005.jpg")
+    index.remove("frame_000005.jpg", ["frame_000003.jpg", "frame_000009.jpg"])
+    assert index.from_number(0) == [(3, "frame_000003.jpg"), (9, "frame_000009.jpg")]
+    index.remove("frame_000007.jpg", [])  # never there: nothing changes
+    assert index.numbers == [3, 9]
