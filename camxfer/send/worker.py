@@ -78,6 +78,10 @@ class WorkQueue:
                     if item.not_before <= now:
                         del lane_items[index]
                         return item
+                if self._closed and not lane_items:
+                    # Nothing more will come. Waiting out the timeout here held up the end
+                    # of every --once run by up to 50 ms.
+                    return None
                 wait = deadline - now
                 if lane_items:
                     wait = min(wait, min(i.not_before for i in lane_items) - now)
