@@ -44,7 +44,9 @@ class FolderWatcher:
         self._dirs: dict[int, str] = {}  # watch descriptor -> relative folder ('' = root)
         # Names that appeared (True) or went (False) directly in the root, in order, since the
         # planner last took them; None after lost events (the planner must list the folder).
-        self._changes: list[tuple[bool, str]] | None = []
+        # Only for a flat folder: a recursive sender walks its tree on every scan anyway.
+        self._changes: list[tuple[bool, str]] | None = None if recursive else []
+        self._root_watched = False
         self._add_tree("")
 
     @classmethod
@@ -68,6 +70,7 @@ class FolderWatcher:
             log.debug("cannot watch %s: %s", folder, exc)
             return
         self._dirs[wd] = rel
+        self._root_watched = self._root_watched or not rel
         if self.recursive:
             try:
                 with os.scandir(folder) as entries:
@@ -104,6 +107,9 @@ class FolderWatcher:
                 self._changes = None
                 continue
             folder = self._dirs.get(event.wd)
+            if event.mask & F.IGNORED and folder == "":
+                # The folder itself was removed or replaced: no record of names can be kept.
+                self._root_watched = False
             if folder is None or not event.name:
                 continue
             rel = f"{folder}/{event.name}" if folder else event.name
@@ -133,9 +139,11 @@ class FolderWatcher:
 
     def take_changes(self) -> list[tuple[bool, str]] | None:
         """The names that appeared in or left the root folder since the last call, in order
-        (every event the kernel holds is read first); None when events were lost, and the
-        folder must be listed instead."""
+        (every event the kernel holds is read first); None when events were lost or the folder
+        is not (or no longer) watched, and it must be listed instead."""
         self.poll(0)
+        if not self._root_watched or self.recursive:
+            return None
         changes, self._changes = self._changes, []
         return changes
 

@@ -347,3 +347,52 @@ def test_file_changing_under_every_read_is_reported_not_hung_on(
     assert "kept changing" in stats["skipped"][0]["reason"]
     assert sorted(tree_hashes(out)) == [frame_name(n) for n in range(2, 7)]
     assert temps_under(out) == []
+
+
+@POLLING
+def test_a_large_ring_sends_exactly_the_frames_from_the_start_on(
+    receivers, senders, src: Path, out: Path, watch: list[str]
+) -> None:
+    """3,000 older frames sit in the ring; a camera then writes 120 new ones (some written in
+    place, some renamed in), and the ring deletes the oldest as it goes. The sender, started at
+    the first new frame, lands exactly the new frames, byte-identical: the listing kept up by
+    the watcher between full reads misses none and picks up none of the old."""
+    receiver = receivers(out)
+    first, old, new = 3_000, 3_000, 120
+    for number in range(first - old, first):
+        (src / frame_name(number)).write_bytes(b"old")
+    sender = senders(
+        src,
+        receiver.port,
+        "--start-at",
+        frame_name(first),
+        "--max-files",
+        str(new),
+        "--json-stats",
+        *watch,
+    )
+    wait_until(lambda: sender_started(sender.pid, watch), 20, "the sender to start")
+
+    def camera() -> None:
+        for number in range(first, first + new):
+            data = frame_bytes(100_000, number)
+            if number % 3:
+                (src / frame_name(number)).write_bytes(data)
+            else:
+                staged = src / f".{frame_name(number)}.tmp"
+                staged.write_bytes(data)
+                staged.rename(src / frame_name(number))
+            (src / frame_name(number - old)).unlink()
+            time.sleep(0.005)
+
+    writer = Background(camera)
+    writer.join()
+    result = finish_sender(sender)
+    assert result.returncode == 0, result.stderr[-2000:]
+    landed = tree_hashes(out)
+    assert sorted(landed) == [frame_name(n) for n in range(first, first + new)]
+    for number in range(first, first + new):
+        expected = hashlib.sha256(frame_bytes(100_000, number)).hexdigest()
+        assert landed[frame_name(number)] == expected
+    assert result.stats["files"] == new
+    assert temps_under(out) == []

@@ -128,3 +128,22 @@ def test_number_index_starts_at_the_first_unsent_frame() -> None:
     assert index.from_number(0) == [(3, "frame_000003.jpg"), (9, "frame_000009.jpg")]
     index.remove("frame_000007.jpg", [])  # never there: nothing changes
     assert index.numbers == [3, 9]
+
+
+def test_a_replaced_folder_asks_for_listings(tmp_path: Path) -> None:
+    """The watched folder removed and made again: the watch is gone with the old folder, so
+    the record of names can only be a listing from now on."""
+    folder = tmp_path / "ring"
+    folder.mkdir()
+    watcher = FolderWatcher(folder, recursive=False)
+    try:
+        (folder / "a.jpg").write_bytes(b"x")
+        assert watcher.take_changes() == [(True, "a.jpg")]
+        (folder / "a.jpg").unlink()
+        folder.rmdir()
+        folder.mkdir()
+        (folder / "b.jpg").write_bytes(b"x")
+        assert watcher.take_changes() is None
+        assert watcher.take_changes() is None
+    finally:
+        watcher.close()
