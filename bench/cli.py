@@ -28,7 +28,7 @@ from bench.dataset import KIB, MIB, Dataset, make_dataset
 from bench.netns import LOOPBACK, Link, netns_link
 from bench.procs import stop_all
 
-MODES = ("bulk", "small", "scaling", "live", "memory", "profile")
+MODES = ("bulk", "small", "scaling", "live", "memory", "profile", "scan")
 ALL_MODES = ("bulk", "small", "scaling", "memory", "live")  # profile only when asked
 LIVE_CONNS = 2
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,6 +46,8 @@ modes:
            backlog, and trigger-to-first-byte through `camxfer senders --zmq`
   memory   peak RSS of sender and receiver workers for small/many vs large/few files
   profile  py-spy flame graphs of `camxfer send` and `camxfer recv` on loopback bulk
+  scan     the sender's planner on a live 30 fps ring folder of 90, 1000 and 5000 frames:
+           scans per second and CPU per scan
   all      bulk, small, scaling, memory, live
 
 examples:
@@ -237,6 +239,10 @@ def _run_mode(mode: str, s: Settings) -> tuple[dict[str, Any], list[report.Targe
             s.workdir, cameras=s.live_cameras, fps=s.live_fps, seconds=s.live_seconds,
             conns=s.live_conns, quick=s.quick,
         )  # fmt: skip
+    if mode == "scan":
+        from bench import scan
+
+        return scan.run(s.workdir, quick=s.quick)
     from bench import profiling
 
     return profiling.run(s.workdir, quick=s.quick, results=RESULTS)

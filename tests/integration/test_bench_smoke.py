@@ -49,3 +49,21 @@ def test_quick_bench_verifies_camxfer_and_prints_ratios(tmp_path: Path) -> None:
     ratios = figures["bulk"]["loopback"]["ratios"]["camxfer (default)"]
     assert ratios["sendfile+recv_into fsync"] > 0 and ratios["cp -r"] > 0
     assert not list((tmp_path / "work").glob("bulk-src/*")), "the data set is removed afterwards"
+
+
+@pytest.mark.timeout(60)
+def test_scan_mode_hands_out_every_frame_the_camera_wrote(tmp_path: Path) -> None:
+    """The scan mode drives the real planner and watcher over a live ring: every frame the
+    camera thread wrote is handed out, once, and the CPU per scan is reported."""
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--mode", "scan", "--quick", "--workdir",
+         str(tmp_path / "work"), "--json", str(tmp_path / "scan.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=50, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "scan.json").read_text())["scan"]["scan"]
+    assert [row["ring"] for row in rows] == [90, 1000]
+    for row in rows:
+        assert row["frames_written"] > 10
+        assert row["frames_handed_out"] == row["frames_written"]
+        assert row["scan_cpu_ms_median"] > 0
