@@ -14,9 +14,12 @@ receiver (`recv/manifest.py`) and the tools do the file work.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from camxfer.errors import CamxferError
@@ -30,6 +33,7 @@ MAX_FILES = 1_000_000  # entries in one manifest; far above an event's frames pe
 MAX_RUNS = 50  # run reports kept per manifest, newest last
 MAX_SKIPPED = 1000  # skipped names kept per run report (the counts stay exact)
 MAX_TEXT = 1024  # any free-text field (names, reasons, ids)
+_READ_BYTES = 1 << 20
 
 _HEX128 = re.compile(r"[0-9a-f]{32}")
 
@@ -160,6 +164,30 @@ def _run_json(run: RunRecord) -> dict[str, Any]:
 
 
 # --- parsing ---------------------------------------------------------------------------------
+def load_manifest(folder: Path) -> Manifest:
+    """Read and parse `folder`'s manifest; ManifestError says why it cannot be used.
+
+    Never follows a symlink in the manifest's place nor blocks on a FIFO planted there.
+    """
+    try:
+        fd = os.open(
+            folder / MANIFEST_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        )
+    except OSError as exc:
+        raise ManifestError(f"cannot open it: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ManifestError("it is not a regular file")
+        chunks = []
+        while chunk := os.read(fd, _READ_BYTES):
+            chunks.append(chunk)
+    except OSError as exc:
+        raise ManifestError(f"cannot read it: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    return parse_manifest(b"".join(chunks))
+
+
 def parse_manifest(data: bytes) -> Manifest:
     """Parse and check a manifest; ManifestError (one sentence) when anything is off."""
     try:

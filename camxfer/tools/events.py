@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from camxfer.manifest import MANIFEST_NAME, Manifest, ManifestError, Skipped, parse_manifest
-
-_READ_BYTES = 1 << 20
+from camxfer.manifest import MANIFEST_NAME, Manifest, ManifestError, Skipped, load_manifest
 
 
 @dataclass(frozen=True)
@@ -132,10 +130,9 @@ def read_events(roots: list[Path]) -> EventBookOnDisk:
                 continue  # two configured destinations inside one another
             seen.add(real)
             try:
-                manifest = _load(folder / MANIFEST_NAME)
-            except (ManifestError, OSError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-                unreadable.append(Unreadable(folder / MANIFEST_NAME, str(reason)))
+                manifest = load_manifest(folder)
+            except ManifestError as exc:
+                unreadable.append(Unreadable(folder / MANIFEST_NAME, str(exc)))
                 continue
             key = manifest.event or _folder_id(folder, root)
             event = events.setdefault(key, EventRecord(key, manifest.ball_id, manifest.first_frame))
@@ -149,14 +146,3 @@ def read_events(roots: list[Path]) -> EventBookOnDisk:
 def _folder_id(folder: Path, root: Path) -> str:
     rel = folder.relative_to(root).as_posix()
     return rel if rel != "." else folder.name or str(folder)
-
-
-def _load(path: Path) -> Manifest:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        chunks = []
-        while chunk := os.read(fd, _READ_BYTES):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return parse_manifest(b"".join(chunks))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from camxfer.errors import UnsafePathError, UsageError
-from camxfer.manifest import MANIFEST_NAME, Manifest, ManifestError, parse_manifest
+from camxfer.manifest import MANIFEST_NAME, ManifestError, load_manifest
 from camxfer.protocol import new_hasher
 from camxfer.recv.landing import split_relative
 
@@ -189,26 +189,10 @@ def _owner(folder: Path, root: Path, holders: set[Path]) -> Path | None:
         folder = folder.parent
 
 
-def _load(folder: Path) -> Manifest:
-    try:
-        fd = os.open(folder / MANIFEST_NAME, _FILE_FLAGS)
-    except OSError as exc:
-        raise ManifestError(f"cannot open it: {exc.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ManifestError("it is not a regular file")
-        chunks = []
-        while chunk := os.read(fd, _READ_BYTES):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return parse_manifest(b"".join(chunks))
-
-
 def _check_manifest(folder: Path, check: FolderCheck) -> set[str]:
     """Check the files of one manifest; returns the names it lists."""
     try:
-        manifest = _load(folder)
+        manifest = load_manifest(folder)
     except ManifestError as exc:
         check.add("unreadable", MANIFEST_NAME, str(exc))
         return set()
