@@ -9,7 +9,6 @@ report and stops everything it started.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -26,6 +25,7 @@ from camxfer.fleet.config import FleetConfig, load_config
 from camxfer.fleet.trigger_client import TriggerClient
 from camxfer.frames import frame_name, frame_number
 from camxfer.send.report import percentile
+from camxfer.tools.digest import sha256_file
 
 log = logging.getLogger("camxfer.fleet")
 
@@ -64,14 +64,6 @@ def _wait_port(host: str, port: int, timeout: float) -> None:
             return
         time.sleep(0.1)
     raise TransferError(f"nothing listens on {host}:{port} after {timeout:g} s")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Demo:
@@ -227,7 +219,7 @@ class Demo:
                 first_landed = mtime if first_landed is None else min(first_landed, mtime)
                 if name in completed:
                     latencies.append(max(0.0, mtime - completed[name]))
-                if source.exists() and _sha256(source) != _sha256(landed):
+                if source.exists() and sha256_file(source) != sha256_file(landed):
                     bad.append(f"{camera.name}/{name}: differs from the camera's copy")
                     continue
                 if not landed.read_bytes().endswith(b"\xff\xd9"):
