@@ -211,12 +211,9 @@ class Planner:
             return Listing(entries)
         assert self._index is not None
         now = self.clock()
-        changes = None
-        if self.watcher is not None and now - self._last_full_listing < FULL_LISTING_S:
-            changes = self.watcher.take_changes()  # None after lost events
-        if changes is None:
-            if self.watcher is not None:
-                self.watcher.take_changes()  # the listing below shows what they say
+        # Taken even when a full listing is due: that listing shows what they say.
+        changes = self.watcher.take_changes() if self.watcher is not None else None
+        if changes is None or now - self._last_full_listing >= FULL_LISTING_S:
             added, removed = self._index.refresh()
             self._last_full_listing = now
         else:
