@@ -29,6 +29,7 @@ import xxhash
 
 from bench import trigger
 from bench.dataset import MIB
+from bench.destinations import mark_top_dir
 from bench.fleet import (
     CAMXFER,
     RECEIVER_WORKERS,
@@ -69,6 +70,12 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float, conns: int
     root = workdir / "live" / f"{cameras}x{fps:g}"
     rings = {camera: root / "ring" / camera for camera in names}
     dest = root / "dest"
+    # Cameras and receivers are separate hosts in a fleet: here, let ext4 put each ring and
+    # the destination in block groups of their own, so creating a landed frame does not
+    # scan past the frames a ring just deleted (see bench/destinations.py).
+    for top in (root, root / "ring"):
+        top.mkdir(parents=True, exist_ok=True)
+        mark_top_dir(top)
     rng = np.random.default_rng(7)
     pools = {
         c: [rng.bytes(int(rng.integers(MIB, 2 * MIB + 1))) for _ in range(POOL_FRAMES)]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dataset import Dataset, verify_copy
+from bench.destinations import fresh_dest
 from bench.netns import Link
 from bench.procs import BenchError, Exit, Proc, free_port, wait_listening
 
@@ -176,9 +177,7 @@ def measure(
 def _one_rep(
     contender: Contender, dataset: Dataset, link: Link, rep: int, workdir: Path, timeout: float
 ) -> tuple[float, float, dict[str, float]]:
-    dest = workdir / "dest"
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
+    dest = fresh_dest(workdir, f"{contender.key}-{rep}")
     ctx = RepContext(dataset.root, dest, free_port(), link.recv_host, workdir, dataset.count)
     plan = contender.plan(ctx)
     logs = workdir / "logs"

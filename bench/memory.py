@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.camxfer_runs import DEFAULT, read_stats
 from bench.dataset import KIB, MIB, Dataset, make_dataset, verify_copy
+from bench.destinations import fresh_dest
 from bench.measure import RepContext
 from bench.netns import LOOPBACK
 from bench.procs import BenchError, Proc, free_port, vm_hwm_kib, wait_listening
@@ -33,9 +34,7 @@ def _mib(kib: int) -> float:
 
 
 def _one(data: Dataset, workdir: Path) -> dict[str, Any]:
-    dest = workdir / "memory" / "dest"
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
+    dest = fresh_dest(workdir, "memory")
     ctx = RepContext(data.root, dest, free_port(), LOOPBACK.recv_host, workdir, data.count)
     logs = workdir / "logs"
     receiver = Proc(DEFAULT.receiver_argv(ctx), logs, "memory-recv")

@@ -31,6 +31,7 @@ from typing import Any
 from bench.baselines import PYXFER
 from bench.camxfer_runs import DEFAULT, read_stats
 from bench.dataset import KIB, MIB, Dataset, make_dataset, verify_copy
+from bench.destinations import fresh_dest
 from bench.measure import RepContext
 from bench.netns import LOOPBACK
 from bench.procs import BenchError, Proc, free_port, wait_listening
@@ -43,9 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _pass(data: Dataset, workdir: Path, fmt: str, outputs: dict[str, Path]) -> dict[str, float]:
-    dest = workdir / "profile" / "dest"
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
+    dest = fresh_dest(workdir, f"profile-{fmt}")
     ctx = RepContext(data.root, dest, free_port(), LOOPBACK.recv_host, workdir, data.count)
     logs = workdir / "logs"
     spy = [PY_SPY, "record", "--rate", str(RATE), "--nonblocking", "--format", fmt]
