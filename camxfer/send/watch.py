@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -155,3 +156,8 @@ class FolderWatcher:
 
     def close(self) -> None:
         self._inotify.close()
+
+    def close_in_background(self) -> None:
+        """Close without waiting: the kernel takes 10-20 ms to free an inotify instance (it
+        waits out an SRCU grace period), which a --once run would otherwise add to its end."""
+        threading.Thread(target=self.close, name="watcher-close", daemon=True).start()
