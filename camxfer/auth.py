@@ -15,8 +15,6 @@ new, which stops replay. Comparisons use `hmac.compare_digest` (constant time).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
 import stat
@@ -111,6 +109,11 @@ def write_key(path: Path | str) -> None:
 
 # --- handshake proofs ----------------------------------------------------------------------------
 def _mac(key: bytes, *parts: bytes) -> bytes:
+    # Imported here: loading OpenSSL's hashes is ~3 ms of every start-up, and only runs
+    # with a shared key need them.
+    import hashlib
+    import hmac
+
     return hmac.new(key, b"".join(parts), hashlib.sha256).digest()
 
 
@@ -129,7 +132,13 @@ def client_proof(key: bytes, hello: bytes, client_nonce: bytes, server_nonce: by
 
 
 def proofs_equal(expected: bytes, got: bytes) -> bool:
-    return hmac.compare_digest(expected, got)
+    return _constant_time_equal(expected, got)
+
+
+def _constant_time_equal(a: bytes, b: bytes) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a, b)
 
 
 class MessageMac:
@@ -149,7 +158,7 @@ class MessageMac:
         return tag
 
     def verify(self, message: bytes, tag: bytes) -> bool:
-        return hmac.compare_digest(self.tag(message), tag)
+        return _constant_time_equal(self.tag(message), tag)
 
 
 def session_macs(key: bytes, client_nonce: bytes, server_nonce: bytes) -> tuple[bytes, bytes]:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,6 +186,8 @@ def serve(settings: MetricsSettings) -> Recorder:
     """Create a private folder, record into it, and serve the sum of every process recording
     into it (this one, its forked workers, the children it starts) on settings.port."""
     global _owned_dir
+    import tempfile  # here, as shutil below: only a process serving metrics needs them
+
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -212,6 +212,9 @@ def serve(settings: MetricsSettings) -> Recorder:
 
 def _remove_abandoned_folders() -> None:
     """Remove the folders of serving processes that died without cleaning up (SIGKILL)."""
+    import shutil
+    import tempfile
+
     for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*-*"):
         pid_text = folder.name.removeprefix(FOLDER_PREFIX).split("-", 1)[0]
         if pid_text.isdigit() and not _alive(int(pid_text)):
@@ -222,6 +225,8 @@ def cleanup() -> None:
     """Remove the private folder of the serving process (its children are gone by then)."""
     global _owned_dir
     if _owned_dir is not None:
+        import shutil
+
         shutil.rmtree(_owned_dir, ignore_errors=True)
         _owned_dir = None
 

@@ -15,15 +15,34 @@ encrypts it in user space (RELIABILITY-NOTES §4; cpython gh-99813).
 from __future__ import annotations
 
 import os
-import ssl
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from camxfer.errors import ConfigError
 
+if TYPE_CHECKING:
+    import ssl
+
 # A TLS record starts with content type 22 (handshake); a camxfer HELLO with "CAMX".
 TLS_HANDSHAKE_BYTE = 0x16
+
+
+def _ssl() -> ModuleType:
+    """The ssl module, imported when a context is first built: ~10 ms of start-up that a
+    run without TLS does not need."""
+    import ssl
+
+    return ssl
+
+
+def is_tls_error(exc: BaseException) -> bool:
+    """Whether `exc` is an ssl.SSLError (if ssl was never imported, it cannot be one)."""
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(exc, ssl.SSLError)
 
 
 class TlsError(ConfigError):
@@ -41,6 +60,7 @@ class TlsFiles:
 
 def server_context(files: TlsFiles) -> ssl.SSLContext:
     """The receiver's context: its certificate; with a CA, senders must show one it signed."""
+    ssl = _ssl()
     if files.cert is None or files.key is None:
         raise TlsError("a TLS receiver needs both --tls-cert and --tls-key")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -54,6 +74,7 @@ def server_context(files: TlsFiles) -> ssl.SSLContext:
 
 def client_context(files: TlsFiles) -> ssl.SSLContext:
     """The sender's context: verifies the receiver against the CA (or the system's CAs)."""
+    ssl = _ssl()
     if (files.cert is None) != (files.key is None):
         raise TlsError("give both --tls-cert and --tls-key for a client certificate, or neither")
     if files.ca is not None:
@@ -70,6 +91,7 @@ def client_context(files: TlsFiles) -> ssl.SSLContext:
 
 
 def _load_chain(context: ssl.SSLContext, cert: Path, key: Path) -> None:
+    ssl = _ssl()
     _check_private(key)
     try:
         context.load_cert_chain(cert, key)
@@ -84,6 +106,7 @@ def _load_chain(context: ssl.SSLContext, cert: Path, key: Path) -> None:
 
 
 def _load_ca(context: ssl.SSLContext, ca: Path) -> None:
+    ssl = _ssl()
     try:
         context.load_verify_locations(cafile=ca)
     except FileNotFoundError:

@@ -8,12 +8,12 @@ that did not land before (the receiver would also refuse duplicates, but nothing
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from camxfer import metrics
 from camxfer.errors import CamxferError
@@ -24,6 +24,9 @@ from camxfer.send.manifest import EventInfo, build_manifest, deliver_manifest, f
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 from camxfer.send.sender import SendRun
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("camxfer.trigger")
 

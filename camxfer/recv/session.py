@@ -15,11 +15,11 @@ import logging
 import os
 import select
 import socket
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from camxfer import auth, metrics, protocol
 from camxfer.buffers import BufferPool
@@ -38,6 +38,9 @@ from camxfer.recv.landing import (
 from camxfer.recv.manifest import manifest_reply
 from camxfer.sockets import set_io_timeout
 from camxfer.tls import TLS_HANDSHAKE_BYTE, TlsFiles
+
+if TYPE_CHECKING:
+    import ssl
 
 log = logging.getLogger("camxfer.recv")
 
@@ -399,7 +402,7 @@ class Session:
         self.sock = tls_sock
         try:
             tls_sock.do_handshake()
-        except (ssl.SSLError, OSError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
             self._authentication_failed(f"TLS handshake failed: {reason}", reply=False)
             return False
@@ -450,7 +453,7 @@ class Session:
         self._names = names
 
     def _data_waiting(self) -> bool:
-        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+        if self.tls is not None and self.sock.pending():
             return True  # decrypted already, so the socket itself may look idle
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)

@@ -10,13 +10,17 @@ from __future__ import annotations
 import os
 import select
 import socket
-import ssl
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from camxfer import auth, protocol
 from camxfer.errors import ProtocolError, TransferError
 from camxfer.protocol import FileHeader, Reply, ReplyParser, Status
 from camxfer.sockets import set_io_timeout
+from camxfer.tls import is_tls_error
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class ConnectionLost(Exception):
@@ -80,6 +84,8 @@ class Connection:
             )
 
     def _start_tls(self, context: ssl.SSLContext) -> ssl.SSLSocket:
+        import ssl  # loaded already: the context came from camxfer.tls
+
         where = f"{self.settings.host}:{self.settings.port}"
         try:
             return context.wrap_socket(self.sock, server_hostname=self.settings.host)
@@ -140,9 +146,9 @@ class Connection:
                 chunk = self.sock.recv(n - len(out))
             except (BlockingIOError, TimeoutError):
                 raise ConnectionLost("no answer to the handshake in time") from None
-            except ssl.SSLError as exc:
-                raise self._tls_refusal(exc) from None
             except OSError as exc:
+                if is_tls_error(exc):
+                    raise self._tls_refusal(exc) from None
                 raise ConnectionLost(f"receive failed: {exc}") from exc
             if not chunk:
                 raise ConnectionLost("the receiver closed the connection during the handshake")
@@ -220,6 +226,8 @@ class Connection:
             return self.sock.recv(65536, socket.MSG_DONTWAIT)
         # An SSLSocket takes no recv flags; non-blocking for this one call instead. Kernel
         # deadlines (SO_RCVTIMEO) survive setblocking(True).
+        import ssl  # loaded already: the socket is a TLS one
+
         self.sock.setblocking(False)
         try:
             return self.sock.recv(65536)
