@@ -1,17 +1,22 @@
 """The `camxfer` command line: one subcommand per tool, each in its own module here.
 
 A subcommand module exposes `register(subparsers)`, which adds its parser and sets
-`handler=<function(args) -> int>`. This module only dispatches and turns `CamxferError`
-into one line on stderr plus an exit code.
+`handler=<function(args) -> int>` (and `quick_exit=True` to skip the interpreter's teardown,
+see `_exit_now`). This module only dispatches and turns `CamxferError` into one line on
+stderr plus an exit code.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from camxfer import __version__, logs
 from camxfer.errors import CamxferError, ExitCode
@@ -78,6 +83,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     logs.output.json = args.log_json
     logs.output.file = args.log_file
+    code = _run(args)
+    if argv is None and getattr(args, "quick_exit", False):  # a command line, not a caller
+        _exit_now(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args))
     except CamxferError as exc:
@@ -87,3 +99,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt:
         return ExitCode.INTERRUPTED
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End a command whose work is done without the interpreter's teardown (freeing every
+    module and object: 13-25 ms at the end of each `send --once` here), once its output and
+    logs are written. Its threads are finished or daemons, and it holds nothing else."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed pipe: nothing more to tell anyone
+            stream.flush()
+    os._exit(code)

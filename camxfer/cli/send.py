@@ -237,7 +237,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument("--verbose", action="store_true", help="log every file sent")
     add_progress_arguments(p, auto_note=" (off with --json-stats)")
     add_metrics_arguments(p, "this sender")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, quick_exit=True)
 
 
 def options_from_args(args: argparse.Namespace) -> SendOptions:

@@ -192,3 +192,32 @@ def test_receivers_pass_the_log_format_to_each_camera_s_receiver(tmp_path: Path)
         own = json_lines((tmp_path / "logs" / f"receivers.{camera}.log").read_text())
         assert {e["command"] for e in own} == {"recv"}
         assert any(f":{layout.ports[camera]}" in e["message"] for e in own)
+
+
+def test_a_sender_ending_without_teardown_still_writes_its_last_lines(tmp_path: Path) -> None:
+    """`camxfer send` skips the interpreter's teardown at its end (os._exit): its JSON stats,
+    its last log lines and its log file must all be out before that."""
+    port = free_ports(1)[0]
+    receiver: Proc = start(
+        "camxfer recv",
+        ["recv", "--listen-ip", "127.0.0.1", "--port", str(port), "--out-dir", "out"],
+        tmp_path / "recv.stderr",
+        tmp_path,
+    )
+    try:
+        receiver.wait_log("listening on")
+        make_frames(tmp_path / "src", 40, camera="cam04")
+        log_file = tmp_path / "logs" / "send.log"
+        sent = run(
+            ["--log-json", "--log-file", str(log_file), "send", "--src-dir", "src"]
+            + ["--port", str(port), "--once", "--json-stats"],
+            cwd=tmp_path,
+        )
+    finally:
+        receiver.stop()
+    assert sent.returncode == 0, sent.stderr
+    stats = json.loads(sent.stdout.strip().splitlines()[-1])
+    assert stats["ok"] and stats["files"] == 40 and stats["manifest"]["landed"]
+    for text in (sent.stderr, log_file.read_text()):
+        last = json_lines(text)[-1]
+        assert last["message"].startswith("manifest landed: 40 files"), last
