@@ -208,9 +208,9 @@ def test_a_sender_ending_without_teardown_still_writes_its_last_lines(tmp_path: 
         receiver.wait_log("listening on")
         make_frames(tmp_path / "src", 40, camera="cam04")
         log_file = tmp_path / "logs" / "send.log"
+        logging = ["--log-json", "--log-file", str(log_file)]
         sent = run(
-            ["--log-json", "--log-file", str(log_file), "send", "--src-dir", "src"]
-            + ["--port", str(port), "--once", "--json-stats"],
+            [*logging, "send", "--src-dir", "src", "--port", str(port), "--once", "--json-stats"],
             cwd=tmp_path,
         )
     finally:
