@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import importlib
 import logging
 import os
@@ -83,10 +84,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     logs.output.json = args.log_json
     logs.output.file = args.log_file
+    if argv is None:  # the process is ours: a command line, not a caller of main(argv)
+        _settle_garbage_collector()
     code = _run(args)
-    if argv is None and getattr(args, "quick_exit", False):  # a command line, not a caller
+    if argv is None and getattr(args, "quick_exit", False):
         _exit_now(code)
     return code
+
+
+def _settle_garbage_collector() -> None:
+    """Collect less often, and never again look at what start-up made.
+
+    camxfer makes few reference cycles, but the collector still ran every 700 new objects
+    and walked every module object in its oldest generation: 1000 small frames over
+    loopback took 4-7 % less wall time with this (interleaved A/B, two rounds of 8-10).
+    Receiver workers are forked, so they inherit both settings.
+    """
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def _run(args: argparse.Namespace) -> int:
