@@ -13,11 +13,21 @@ import struct
 
 
 def set_io_timeout(sock: socket.socket, seconds: float) -> None:
+    """Blocking mode, and `seconds` for each receive and each send."""
     sock.settimeout(None)
-    whole = int(seconds)
-    timeval = struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
+    timeval = _timeval(seconds)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def set_recv_timeout(sock: socket.socket, seconds: float) -> None:
+    """`seconds` for each receive; the socket must be blocking already (`set_io_timeout`)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 def set_dead_peer_detection(sock: socket.socket, seconds: float) -> None:

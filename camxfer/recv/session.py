@@ -25,6 +25,7 @@ from camxfer import auth, metrics, protocol
 from camxfer.buffers import BufferPool
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
+from camxfer.recv.inbox import ConnectionClosed, Inbox
 from camxfer.recv.landing import (
     ChecksumMismatch,
     ExistsDifferent,
@@ -99,10 +100,6 @@ class Unacked:
     started: float = 0.0  # monotonic time its header arrived (for the durable latency)
 
 
-class ConnectionClosed(Exception):
-    """The peer closed or stalled; the session ends."""
-
-
 class AuthenticationFailed(Exception):
     """A handshake proof or a message MAC did not check out; the session ends."""
 
@@ -127,18 +124,13 @@ class Session:
         self.busy = False  # inside a message: a graceful stop lets it finish
         self.stopping = False  # set on a graceful stop: finish the current file, take no more
         self._buffer = RECEIVE_BUFFERS.take()
-        self._view = memoryview(self._buffer)
+        self.inbox = Inbox(sock, self._buffer)
         self.announced: int | None = None
         self.received = 0
-        self._timeout: float | None = None
         self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
-        # The handshake, and each message's header and names, must be whole by this time
-        # (see _start_deadline); None while a body streams or the connection waits idle.
-        self._deadline: float | None = None
         # Authentication (only with settings.auth_key): see _authenticate.
         self.failures = failures or auth.FailureCounter()
         self._authenticated = False
-        self._heard = False  # any byte from the peer yet (a port probe sends none)
         self._recv_mac: auth.MessageMac | None = None
         self._send_mac: auth.MessageMac | None = None
         self._names: bytes | None = None  # a FILE's name and destination, read to check its MAC
@@ -150,45 +142,13 @@ class Session:
         self._opened = False  # handshake done: its close is worth an info line
 
     # --- reading -----------------------------------------------------------------------------
-    def _set_timeout(self, seconds: float) -> None:
-        if seconds != self._timeout:
-            set_io_timeout(self.sock, seconds)
-            self._timeout = seconds
-
-    def _read_exact(self, n: int) -> bytes:
-        out = bytearray()
-        while len(out) < n:
-            chunk = self._recv(min(n - len(out), BUFFER_BYTES))
-            out += self._view[:chunk]
-        return bytes(out)
-
     def _start_deadline(self, seconds: float | None = None) -> None:
-        """A socket timeout only bounds each wait, so a peer sending a byte a second (slow
-        loris) would never hit it: a handshake or a message header (with its names) must also
-        be whole within `seconds` (--io-timeout) of its first byte, as Apache's mod_reqtimeout
-        does for headers. `_recv` enforces it until `_end_deadline`."""
-        self._deadline = time.monotonic() + (seconds or self.settings.io_timeout)
+        """The handshake, or a message's header and names, must be whole within `seconds`
+        (--io-timeout) of its first byte, however slowly its bytes trickle (Inbox)."""
+        self.inbox.start_deadline(seconds or self.settings.io_timeout)
 
     def _end_deadline(self) -> None:
-        self._deadline = None
-        self._set_timeout(self.settings.io_timeout)
-
-    def _recv(self, n: int) -> int:
-        if self._deadline is not None:
-            left = self._deadline - time.monotonic()
-            if left <= 0:
-                raise ConnectionClosed("handshake or message header not complete in time")
-            self._set_timeout(left)
-        try:
-            got = self.sock.recv_into(self._view[:n], n)
-        except (TimeoutError, BlockingIOError) as exc:
-            raise ConnectionClosed("stalled past the deadline") from exc
-        except OSError as exc:
-            raise ConnectionClosed(str(exc)) from exc
-        if got == 0:
-            raise ConnectionClosed("closed by the sender")
-        self._heard = True
-        return got
+        self.inbox.end_deadline(self.settings.io_timeout)
 
     def _encode(self, reply: Reply) -> bytes:
         data = reply.encode()
@@ -214,7 +174,7 @@ class Session:
             self._authentication_failed(str(exc))
         except ConnectionClosed as exc:
             if self.settings.auth_key is not None and not self._authenticated:
-                if self._heard or self._deadline_passed():
+                if self.inbox.heard or self.inbox.deadline_passed():
                     self._authentication_failed(f"handshake not completed: {exc}", reply=False)
                 else:  # connected and closed without a word: a port probe, not an attempt
                     log.debug("%s: connection ended before the handshake (%s)", self.peer, exc)
@@ -274,21 +234,21 @@ class Session:
             drained = 0
             while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
                 set_io_timeout(self.sock, max(left, 0.001))
-                got = self.sock.recv_into(self._view, BUFFER_BYTES)
+                got = self.sock.recv_into(self._buffer, BUFFER_BYTES)
                 if not got:
                     break
                 drained += got
 
     def _handshake(self) -> bool:
-        self._set_timeout(self.settings.io_timeout)
+        self.inbox.set_timeout(self.settings.io_timeout)
         # The whole handshake must be done by its deadline (slow loris), however its bytes trickle.
         self._start_deadline(
             self.settings.handshake_timeout if self.settings.auth_key is not None else None
         )
-        raw_hello = self._read_exact(protocol.HELLO_SIZE)
+        raw_hello = self.inbox.read_exact(protocol.HELLO_SIZE)
         hello = protocol.decode_hello(raw_hello)
         # Fixed length: read it whatever we decide, so a refusal reply stays in step.
-        client_nonce = self._read_exact(protocol.NONCE_SIZE) if hello.auth else b""
+        client_nonce = self.inbox.read_exact(protocol.NONCE_SIZE) if hello.auth else b""
         if hello.version != protocol.VERSION:
             self._reply(
                 Reply(
@@ -360,7 +320,7 @@ class Session:
         )
         self._reply_raw(challenge.encode())
         try:
-            proof = protocol.decode_auth(self._read_exact(protocol.AUTH_SIZE))
+            proof = protocol.decode_auth(self.inbox.read_exact(protocol.AUTH_SIZE))
         except ProtocolError:
             proof = b""
         expected = auth.client_proof(key, raw_hello, client_nonce, server_nonce)
@@ -376,7 +336,7 @@ class Session:
     def _start_tls(self) -> bool:
         """Wrap the connection in TLS; a sender speaking camxfer in clear is told so."""
         assert self.tls is not None
-        self._set_timeout(self.settings.handshake_timeout)
+        self.inbox.set_timeout(self.settings.handshake_timeout)
         try:
             first = self.sock.recv(1, socket.MSG_PEEK)
         except (TimeoutError, BlockingIOError) as exc:
@@ -385,7 +345,7 @@ class Session:
             raise ConnectionClosed(str(exc)) from exc
         if not first:
             raise ConnectionClosed("closed by the sender")
-        self._heard = True
+        self.inbox.heard = True
         if first[0] != TLS_HANDSHAKE_BYTE:
             self._authentication_failed(
                 "sender did not start TLS",
@@ -400,17 +360,14 @@ class Session:
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
         self.sock = tls_sock
+        self.inbox.new_socket(tls_sock)  # its timeouts are set again
         try:
             tls_sock.do_handshake()
         except OSError as exc:  # ssl.SSLError included
             reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
             self._authentication_failed(f"TLS handshake failed: {reason}", reply=False)
             return False
-        self._timeout = None  # a new socket object: set the deadlines again
         return True
-
-    def _deadline_passed(self) -> bool:
-        return self._deadline is not None and time.monotonic() >= self._deadline
 
     def _reply_raw(self, data: bytes) -> None:
         try:
@@ -446,13 +403,15 @@ class Session:
         """Read a message's MAC (and a FILE's names, which it covers) and check it."""
         assert self._recv_mac is not None
         with_names = fixed.type in (MessageType.FILE, MessageType.MANIFEST)
-        names = self._read_exact(fixed.variable_len) if with_names else b""
-        tag = self._read_exact(protocol.MAC_SIZE)
+        names = self.inbox.read_exact(fixed.variable_len) if with_names else b""
+        tag = self.inbox.read_exact(protocol.MAC_SIZE)
         if not self._recv_mac.verify(head + names, tag):
             raise AuthenticationFailed(f"message {fixed.seq} failed its MAC")
         self._names = names
 
     def _data_waiting(self) -> bool:
+        if self.inbox.buffered:
+            return True
         if self.tls is not None and self.sock.pending():
             return True  # decrypted already, so the socket itself may look idle
         readable, _, _ = select.select([self.sock], [], [], 0)
@@ -552,12 +511,10 @@ class Session:
                 # replies already sent rather than a RST.
                 self._linger()
                 return
-            self._set_timeout(self.settings.idle_timeout)
-            first = self._recv(1)
+            self.inbox.wait_for_data(self.settings.idle_timeout)
             self.busy = True
             self._start_deadline()
-            self._set_timeout(self.settings.io_timeout)
-            head = bytes(self._view[:first]) + self._read_exact(protocol.FILE_HEADER_SIZE - first)
+            head = self.inbox.read_exact(protocol.FILE_HEADER_SIZE)
             if protocol.is_manifest(head[0]):
                 self._flush()  # the files it lists must be durable before it is checked
                 manifest = protocol.decode_manifest_fixed(head)
@@ -699,7 +656,7 @@ class Session:
         """A message's name and destination: read by the MAC check already, or read now."""
         names, self._names = self._names, None
         if names is None:
-            names = self._read_exact(fixed.variable_len)
+            names = self.inbox.read_exact(fixed.variable_len)
         self._end_deadline()  # the header is whole: the body has its own pace (_BodyPace)
         return protocol.decode_names(fixed, names)
 
@@ -714,7 +671,7 @@ class Session:
 
     def _receive_manifest(self, fixed: FixedHeader) -> Reply:
         _name, dest = self._take_names(fixed)
-        body = self._read_exact(fixed.size)
+        body = self.inbox.read_exact(fixed.size)
         reply = manifest_reply(self.root, self.settings.use_dest_paths, fixed, dest, body)
         if reply.status != Status.OK:
             self.counters.add(errors=1)
@@ -722,21 +679,15 @@ class Session:
         return reply
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
-        remaining = size
         pace = _BodyPace(self.settings.io_timeout)
-        while remaining:
-            got = self._recv(min(remaining, BUFFER_BYTES))
-            landing.write(self._view[:got])
-            remaining -= got
-            pace.add(got)
+        for chunk in self.inbox.chunks(size):
+            landing.write(chunk)
+            pace.add(len(chunk))
 
     def _drain(self, size: int) -> None:
-        remaining = size
         pace = _BodyPace(self.settings.io_timeout)
-        while remaining:
-            got = self._recv(min(remaining, BUFFER_BYTES))
-            remaining -= got
-            pace.add(got)
+        for chunk in self.inbox.chunks(size):
+            pace.add(len(chunk))
 
     def _refuse(self, fixed: FixedHeader, name: str, status: Status, message: str) -> Reply:
         self.counters.add(errors=1)
