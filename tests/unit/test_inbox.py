@@ -5,10 +5,12 @@ timeout changes."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -31,6 +33,20 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
     left, right = socket.socketpair()
     reader = CountingSocket(left.family, left.type, left.proto, fileno=left.detach())
     return reader, right
+
+
+@contextlib.contextmanager
+def streaming(send: Callable[[socket.socket], None], buffer: int = BUFFER) -> Iterator[Inbox]:
+    """An Inbox on one end of a socket pair while a thread runs `send` on the other."""
+    reader, writer = socket_pair()
+    thread = threading.Thread(target=send, args=(writer,))
+    thread.start()
+    try:
+        yield Inbox(reader, bytearray(buffer))
+    finally:
+        thread.join()
+        reader.close()
+        writer.close()
 
 
 def messages(rng: random.Random, count: int) -> list[tuple[bytes, bytes]]:
@@ -72,37 +88,21 @@ def read_messages(inbox: Inbox, count: int) -> list[tuple[bytes, bytes]]:
 def test_every_piece_comes_out_as_sent_however_the_writes_split(seed: int) -> None:
     rng = random.Random(seed)
     sent = messages(rng, 40)
-    reader, writer = socket_pair()
     data = b"".join(header + body for header, body in sent)
-    thread = threading.Thread(target=send_split, args=(writer, data, rng))
-    thread.start()
-    try:
-        inbox = Inbox(reader, bytearray(BUFFER))
+    with streaming(lambda writer: send_split(writer, data, rng)) as inbox:
         assert read_messages(inbox, len(sent)) == sent
         assert inbox.buffered == 0
         with pytest.raises(ConnectionClosed, match="closed by the sender"):
             inbox.wait_for_data(10.0)
-    finally:
-        thread.join()
-        reader.close()
-        writer.close()
 
 
 def test_a_piece_larger_than_the_buffer_is_gathered_whole() -> None:
-    reader, writer = socket_pair()
     big = random.Random(1).randbytes(5 * BUFFER + 3)
-    thread = threading.Thread(target=writer.sendall, args=(b"head" + big + b"tail",))
-    thread.start()
-    try:
-        inbox = Inbox(reader, bytearray(BUFFER))
+    with streaming(lambda writer: writer.sendall(b"head" + big + b"tail")) as inbox:
         inbox.set_timeout(10.0)
         assert inbox.read_exact(4) == b"head"
         assert inbox.read_exact(len(big)) == big
         assert inbox.read_exact(4) == b"tail"
-    finally:
-        thread.join()
-        reader.close()
-        writer.close()
 
 
 def test_a_header_not_whole_by_its_deadline_ends_the_read() -> None:
@@ -126,20 +126,12 @@ def test_a_header_not_whole_by_its_deadline_ends_the_read() -> None:
 def test_a_steady_stream_sets_no_timeouts_per_message() -> None:
     rng = random.Random(7)
     sent = messages(rng, 200)
-    reader, writer = socket_pair()
     data = b"".join(header + body for header, body in sent)
-    thread = threading.Thread(target=writer.sendall, args=(data,))
-    thread.start()
-    try:
-        inbox = Inbox(reader, bytearray(1 << 20))
-        CountingSocket.setsockopt_calls = 0
+    CountingSocket.setsockopt_calls = 0
+    with streaming(lambda writer: writer.sendall(data), buffer=1 << 20) as inbox:
         assert read_messages(inbox, len(sent)) == sent
         # Two for the first timeout (receive and send). After that, a message whose header
         # is not all buffered yet costs two (its deadline, then the body's timeout), one with
         # its header buffered costs none. Setting the timeout before each piece, as before,
         # cost at least 8 per message.
         assert CountingSocket.setsockopt_calls < 20
-    finally:
-        thread.join()
-        reader.close()
-        writer.close()
