@@ -29,6 +29,8 @@ class ConnectionClosed(Exception):
 
 
 class Inbox:
+    """The receive side of one connection: its buffer, timeouts and header deadline."""
+
     def __init__(self, sock: socket.socket, buffer: bytearray) -> None:
         self.sock = sock
         self._buffer = buffer
