@@ -20,12 +20,13 @@ from bench.camxfer_runs import (
     TUNED_CANDIDATES,
     CamxferSettings,
     camxfer_contender,
+    camxfer_triggered_contender,
 )
 from bench.dataset import Dataset
 from bench.measure import Contender, Measurement, measure_rounds
 from bench.netns import Link
 
-KEYS = ("iperf3", "cp", "tar", "rsync", "seed", "sendfile", "camxfer")
+KEYS = ("iperf3", "cp", "tar", "rsync", "seed", "sendfile", "camxfer", "triggered")
 ALIASES = {"nc": "tar", "tar|nc": "tar", "tarnc": "tar", "ceiling": "iperf3"}
 
 
@@ -93,6 +94,8 @@ def run_suite(
         ("sendfile", baselines.SENDFILE),
     ]
     contenders += [contender for key, contender in wanted if key in only]
+    if "triggered" in only and link.name == "loopback":  # its trigger client runs here
+        contenders.append(camxfer_triggered_contender(DEFAULT))
     candidates: list[CamxferSettings] = []
     if "camxfer" in only and compare_src is not None:
         contenders.append(camxfer_contender(DEFAULT, f"default, {compare_src.name}", compare_src))

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.dataset import frame_file_name
 from bench.measure import Contender, Plan, RepContext
+from bench.procs import free_port
 
 DEST_PATH = "bench"
 
@@ -88,3 +90,55 @@ def camxfer_contender(settings: CamxferSettings, label: str, src: Path | None = 
     env = {"PYTHONPATH": str(src)} if src is not None else None
     flags = settings.flags + (f"; package from {src}" if src is not None else "")
     return Contender("camxfer", f"camxfer ({label})", "camxfer", _plan(settings), flags, env=env)
+
+
+TRIGGER_CAMERA = "camera01"  # the data set's frames are named for it (bench.dataset)
+
+
+def camxfer_triggered_contender(settings: CamxferSettings) -> Contender:
+    """camxfer as a fleet runs it: `camxfer receivers` and a warm `camxfer senders --zmq`
+    start before the clock; the clock times one ZMQ trigger for the whole data set, from the
+    request to the event's end (every frame landed and acknowledged, the manifest landed).
+    No interpreter starts inside the clock, as none does when a deployed host is triggered."""
+
+    def plan(ctx: RepContext) -> Plan:
+        from camxfer.errors import TransferError
+        from camxfer.fleet.trigger_client import TriggerClient  # pyzmq: only when asked
+
+        ball = f"bench-{ctx.port}"
+        zmq_port = free_port()
+        config = ctx.workdir / "config" / f"trigger-{ctx.port}.json"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        camera = {"src": str(ctx.src), "dest_path": str(ctx.dest), "host": ctx.host}
+        config.write_text(json.dumps({TRIGGER_CAMERA: {**camera, "port": ctx.port}}))
+        service = [sys.executable, "-m", "camxfer", "senders", "--config", str(config), "--zmq"]
+        service += ["--zmq-bind", "127.0.0.1", "--zmq-port", str(zmq_port)]
+        service += ["--max-files", str(ctx.count), "--conns", str(settings.conns)]
+        receiver = [sys.executable, "-m", "camxfer", "receivers", "--config", str(config)]
+        receiver += ["--workers", str(settings.workers)]
+
+        def trigger() -> str | None:
+            client = TriggerClient("127.0.0.1", zmq_port, timeout=10.0)
+            try:
+                reply = client.trigger(frame_file_name(0, TRIGGER_CAMERA), ball)
+                if not reply.get("ok"):
+                    return f"trigger refused: {reply}"
+                # Every 10 ms: the end is known to +-5 ms, and the service is barely disturbed.
+                status = client.wait(reply["event"], timeout=600, interval=0.01)
+            except TransferError as exc:
+                return str(exc)
+            if status.get("state") != "done":
+                return f"the event ended {status.get('state')}: {status}"
+            return None
+
+        return Plan(
+            sender=[],
+            receiver=receiver,
+            landed=ctx.dest / ball / TRIGGER_CAMERA,
+            service=service,
+            service_port=zmq_port,
+            trigger=trigger,
+        )
+
+    flags = f"receivers --workers {settings.workers}; senders --zmq --conns {settings.conns}"
+    return Contender("triggered", "camxfer (triggered)", "camxfer", plan, flags, over_link=True)

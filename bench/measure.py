@@ -24,7 +24,7 @@ from typing import Any
 from bench.dataset import Dataset, verify_copy
 from bench.destinations import fresh_dest
 from bench.netns import Link
-from bench.procs import BenchError, Exit, Proc, free_port, wait_listening
+from bench.procs import BenchError, Exit, Proc, free_port, tree_cpu_seconds, wait_listening
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ class Plan:
     receiver_exits: bool = False  # the receiver ends by itself once everything landed
     # Looks at the sender's stdout: (error or None, extra figures for the report).
     read_stdout: Callable[[str], tuple[str | None, dict[str, float]]] | None = None
+    # A warm service instead of a sender command: `service` starts with the receiver, before
+    # the clock, and listens on `service_port`; the clock then times `trigger`, run in this
+    # process, which starts the transfer and returns when it has ended (or an error).
+    service: list[str] | None = None
+    service_port: int | None = None
+    trigger: Callable[[], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,8 @@ def _one_rep(
     logs = workdir / "logs"
     on_sender = link.on_sender if contender.over_link else list
     env = {**os.environ, **contender.env} if contender.env else None
+    if plan.trigger is not None:
+        return _one_triggered_rep(contender, plan, ctx, dataset, link, rep)
     receiver = sender = None
     try:
         if plan.receiver is not None:
@@ -219,3 +227,37 @@ def _one_rep(
     os.sync()  # leave no writeback from this run to slow the next one down
     cpu = sent.cpu_s + (received.cpu_s if received is not None else 0.0)
     return seconds, cpu, extra
+
+
+def _one_triggered_rep(
+    contender: Contender, plan: Plan, ctx: RepContext, dataset: Dataset, link: Link, rep: int
+) -> tuple[float, float, dict[str, float]]:
+    """A repetition of a warm service: receiver and service start before the clock; the clock
+    times the trigger, and the CPU is what both process trees used meanwhile."""
+    assert plan.trigger is not None and plan.service is not None and plan.receiver is not None
+    assert plan.service_port is not None
+    logs = ctx.workdir / "logs"
+    env = {**os.environ, **contender.env} if contender.env else None
+    receiver = service = None
+    try:
+        receiver = Proc(
+            link.on_receiver(plan.receiver), logs, f"{contender.key}-recv{rep}", env=env
+        )
+        wait_listening(ctx.port, receiver, link.recv_prefix)
+        service = Proc(link.on_sender(plan.service), logs, f"{contender.key}-svc{rep}", env=env)
+        wait_listening(plan.service_port, service)
+        cpu_before = tree_cpu_seconds(receiver.pid) + tree_cpu_seconds(service.pid)
+        began = time.perf_counter()
+        error = plan.trigger()
+        seconds = time.perf_counter() - began
+        cpu = tree_cpu_seconds(receiver.pid) + tree_cpu_seconds(service.pid) - cpu_before
+    finally:
+        for proc in (service, receiver):
+            if proc is not None:
+                proc.stop()
+    error = error or verify_copy(dataset, plan.landed)
+    if error:
+        raise BenchError(error)
+    shutil.rmtree(ctx.dest, ignore_errors=True)
+    os.sync()  # leave no writeback from this run to slow the next one down
+    return seconds, cpu, {}

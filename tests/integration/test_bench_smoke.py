@@ -1,7 +1,8 @@
 """The benchmark harness runs end to end: one command measures, verifies and prints ratios.
 
-Exercises bench/run.py --quick (a small data set, one repetition) on loopback with camxfer,
-the sendfile+recv_into baseline and cp. No timing assertions: speed lives in bench/.
+Exercises bench/run.py --quick (a small data set, one repetition) on loopback with camxfer
+(by command and by a ZMQ trigger to a warm `camxfer senders --zmq`), the sendfile+recv_into
+baseline and cp. No timing assertions: speed lives in bench/.
 """
 
 import json
@@ -22,7 +23,7 @@ def test_quick_bench_verifies_camxfer_and_prints_ratios(tmp_path: Path) -> None:
             "bench/run.py",
             "--quick",
             "--only",
-            "camxfer,sendfile,cp",
+            "camxfer,sendfile,cp,triggered",
             "--workdir",
             str(tmp_path / "work"),
             "--json",
@@ -46,6 +47,8 @@ def test_quick_bench_verifies_camxfer_and_prints_ratios(tmp_path: Path) -> None:
     camxfer = measured["camxfer (default)"]
     assert camxfer["verified"] and camxfer["mb_per_s"] > 0 and camxfer["files"] > 0
     assert {"cp -r", "cp -r + sync", "sendfile+recv_into fsync", "camxfer (tuned)"} <= set(measured)
+    triggered = measured["camxfer (triggered)"]  # every frame landed byte-identical
+    assert triggered["verified"] and triggered["files"] == camxfer["files"], triggered
     ratios = figures["bulk"]["loopback"]["ratios"]["camxfer (default)"]
     assert ratios["sendfile+recv_into fsync"] > 0 and ratios["cp -r"] > 0
     assert not list((tmp_path / "work").glob("bulk-src/*")), "the data set is removed afterwards"
