@@ -187,10 +187,12 @@ def _one_rep(
     ctx = RepContext(dataset.root, dest, free_port(), link.recv_host, workdir, dataset.count)
     plan = contender.plan(ctx)
     logs = workdir / "logs"
-    on_sender = link.on_sender if contender.over_link else list
     env = {**os.environ, **contender.env} if contender.env else None
     if plan.trigger is not None:
-        return _one_triggered_rep(contender, plan, ctx, dataset, link, rep)
+        seconds, cpu = _time_trigger(contender, plan, ctx, link, rep, logs, env)
+        _verify_and_clear(dataset, plan.landed, dest)
+        return seconds, cpu, {}
+    on_sender = link.on_sender if contender.over_link else list
     receiver = sender = None
     try:
         if plan.receiver is not None:
@@ -220,24 +222,24 @@ def _one_rep(
         error, extra = plan.read_stdout(sender.stdout())
         if error:
             raise BenchError(error)
-    error = verify_copy(dataset, plan.landed)
-    if error:
-        raise BenchError(f"copy does not verify: {error}")
-    shutil.rmtree(dest, ignore_errors=True)
-    os.sync()  # leave no writeback from this run to slow the next one down
+    _verify_and_clear(dataset, plan.landed, dest)
     cpu = sent.cpu_s + (received.cpu_s if received is not None else 0.0)
     return seconds, cpu, extra
 
 
-def _one_triggered_rep(
-    contender: Contender, plan: Plan, ctx: RepContext, dataset: Dataset, link: Link, rep: int
-) -> tuple[float, float, dict[str, float]]:
-    """A repetition of a warm service: receiver and service start before the clock; the clock
-    times the trigger, and the CPU is what both process trees used meanwhile."""
+def _time_trigger(
+    contender: Contender,
+    plan: Plan,
+    ctx: RepContext,
+    link: Link,
+    rep: int,
+    logs: Path,
+    env: dict[str, str] | None,
+) -> tuple[float, float]:
+    """A warm service's repetition: receiver and service start before the clock; the clock
+    times the trigger. Returns (seconds, CPU both process trees used meanwhile)."""
     assert plan.trigger is not None and plan.service is not None and plan.receiver is not None
     assert plan.service_port is not None
-    logs = ctx.workdir / "logs"
-    env = {**os.environ, **contender.env} if contender.env else None
     receiver = service = None
     try:
         receiver = Proc(
@@ -255,9 +257,15 @@ def _one_triggered_rep(
         for proc in (service, receiver):
             if proc is not None:
                 proc.stop()
-    error = error or verify_copy(dataset, plan.landed)
     if error:
         raise BenchError(error)
-    shutil.rmtree(ctx.dest, ignore_errors=True)
+    return seconds, cpu
+
+
+def _verify_and_clear(dataset: Dataset, landed: Path, dest: Path) -> None:
+    """Check the copy file by file, then remove it and let its writeback finish."""
+    error = verify_copy(dataset, landed)
+    if error:
+        raise BenchError(f"copy does not verify: {error}")
+    shutil.rmtree(dest, ignore_errors=True)
     os.sync()  # leave no writeback from this run to slow the next one down
-    return seconds, cpu, {}

@@ -69,7 +69,7 @@ class FolderIndex:
     def entries(self) -> list[tuple[str, str]]:
         """(name, path) of every kept file, in name order."""
         if self._entries is None:
-            self._entries = [(name, os.path.join(self.root, name)) for name in self.names]
+            self._entries = [(name, self.path(name)) for name in self.names]
         return self._entries
 
     def _is_kept(self, name: str) -> bool:
@@ -93,7 +93,7 @@ class FolderIndex:
         if not self._wanted(name):
             return _Verdict.UNWANTED
         try:
-            mode = os.lstat(os.path.join(self.root, name)).st_mode
+            mode = os.lstat(self.path(name)).st_mode
         except FileNotFoundError:
             return None
         except OSError:
