@@ -191,14 +191,20 @@ def load_manifest(folder: Path) -> Manifest:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise ManifestError("it is not a regular file")
-        chunks = []
-        while chunk := os.read(fd, _READ_BYTES):
-            chunks.append(chunk)
+        data = read_all(fd)
     except OSError as exc:
         raise ManifestError(f"cannot read it: {exc.strerror}") from None
     finally:
         os.close(fd)
-    return parse_manifest(b"".join(chunks))
+    return parse_manifest(data)
+
+
+def read_all(fd: int) -> bytes:
+    """Everything left to read from `fd`."""
+    chunks = []
+    while chunk := os.read(fd, _READ_BYTES):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_manifest(data: bytes) -> Manifest:

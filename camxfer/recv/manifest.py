@@ -33,6 +33,7 @@ from camxfer.manifest import (
     iso_time,
     merge,
     parse_manifest,
+    read_all,
 )
 from camxfer.protocol import FixedHeader, Reply, Status, new_hasher
 from camxfer.recv.landing import (
@@ -121,7 +122,7 @@ def _read_existing(dir_fd: int, shown: Path) -> Manifest | None:
     except FileNotFoundError:
         return None
     try:
-        data = _read_all(fd)
+        data = read_all(fd)
     finally:
         os.close(fd)
     try:
@@ -130,13 +131,6 @@ def _read_existing(dir_fd: int, shown: Path) -> Manifest | None:
         # Its files are not lost: the new manifest lists those this sender had acknowledged.
         log.warning("%s/%s is unreadable (%s); writing a new one", shown, MANIFEST_NAME, exc)
         return None
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, _READ_BYTES):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _verified(
