@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import interpreter, report
 from bench.bulk import parse_only, run_suite
 from bench.dataset import KIB, MIB, Dataset, make_dataset
 from bench.netns import LOOPBACK, Link, netns_link
@@ -182,6 +182,8 @@ def _compile_packages(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
+    if argv is None:  # from the command line: no dev-venv start-up hook in any clock
+        interpreter.rerun_lean(settings.workdir, sys.argv[1:])
     signal.signal(signal.SIGTERM, _on_sigterm)
     if settings.camxfer_src is not None:  # inherited by every process the harness starts
         path = os.environ.get("PYTHONPATH")
@@ -194,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"camxfer bench: {platform.node()}, {os.cpu_count()} CPUs, modes {settings.modes}")
     if settings.camxfer_src is not None:
         print(f"camxfer package: {settings.camxfer_src}/camxfer (--camxfer-src)")
+    print(f"python: {sys.executable}")
     print(f"note: {NOTE}\n", flush=True)
     try:
         for mode in settings.modes:
@@ -226,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 def _meta(argv: list[str] | None) -> dict[str, Any]:
     return {
         "camxfer_package": os.environ.get("PYTHONPATH") or "installed",
+        "interpreter": sys.executable,
         "command": "bench/run.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
         "host": platform.node(),
