@@ -63,8 +63,8 @@ class ManifestLanded:
 def land_manifest(root: LandingRoot, dest: str, body: bytes, now: float) -> ManifestLanded:
     """Check, merge and land one manifest; raises ManifestError, UnsafePathError or OSError."""
     incoming = parse_manifest(body)
-    for name in incoming.files:
-        _name_parts(name)  # refuse the whole manifest if one name could leave the folder
+    # Refuse the whole manifest if one name could leave the folder; checked once, used below.
+    parts = {name: _name_parts(name) for name in incoming.files}
     folders = resolve_folder(root.root, dest)
     dir_fd = root.open_folder(folders)
     try:
@@ -72,7 +72,7 @@ def land_manifest(root: LandingRoot, dest: str, body: bytes, now: float) -> Mani
         old = _read_existing(dir_fd, root.root.joinpath(*folders))
         merged = merge(old, incoming)
         merged.updated = iso_time(now)
-        checked, dropped = _verified(dir_fd, merged.files, rehash=set(incoming.files))
+        checked, dropped = _verified(dir_fd, merged.files, rehash=set(incoming.files), parts=parts)
         if old is not None:
             # A new claim that is not on disk must not hide an older entry that still is.
             earlier = {n: old.files[n] for n, _why in dropped if n in old.files}
@@ -134,7 +134,10 @@ def _read_existing(dir_fd: int, shown: Path) -> Manifest | None:
 
 
 def _verified(
-    dir_fd: int, entries: dict[str, FileEntry], rehash: set[str]
+    dir_fd: int,
+    entries: dict[str, FileEntry],
+    rehash: set[str],
+    parts: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, FileEntry], list[tuple[str, str]]]:
     """The entries whose file is whole on disk now (landed time filled in), and the others.
 
@@ -145,16 +148,36 @@ def _verified(
     """
     kept: dict[str, FileEntry] = {}
     dropped: list[tuple[str, str]] = []
+    known = parts or {}
+    landed_at = _LandedTimes()
     for name, entry in entries.items():
         try:
-            problem, mtime = _check_file(dir_fd, _name_parts(name), entry, name in rehash)
+            name_parts = known.get(name) or _name_parts(name)
+            problem, mtime = _check_file(dir_fd, name_parts, entry, name in rehash)
         except UnsafePathError as exc:
             problem, mtime = str(exc), 0.0
         if problem:
             dropped.append((name, problem))
+        elif entry.landed:
+            kept[name] = entry
         else:
-            kept[name] = entry if entry.landed else replace(entry, landed=iso_time(mtime))
+            kept[name] = FileEntry(entry.name, entry.size, entry.checksum, landed_at(mtime))
     return kept, dropped
+
+
+class _LandedTimes:
+    """`iso_time` for many files landed within the same few seconds: the date and time are
+    formatted once per second, and only the milliseconds per file."""
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._prefix = ""
+
+    def __call__(self, seconds: float) -> str:
+        whole = int(seconds)
+        if whole != self._second:
+            self._second, self._prefix = whole, iso_time(whole)[:-5]
+        return f"{self._prefix}.{int((seconds - whole) * 1000):03d}Z"
 
 
 def _check_file(
