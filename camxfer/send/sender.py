@@ -119,6 +119,8 @@ class SendRun:
         announce: bool,
         count: int | None = None,
     ) -> list[ConnectionWorker]:
+        if count is None:  # never more connections than the run has files to send
+            count = min(self.opts.conns, self.opts.max_files or self.opts.conns)
         workers = [
             ConnectionWorker(
                 i,
@@ -128,8 +130,11 @@ class SendRun:
                 announce_counts=announce,
                 stop_taking=stop_taking,
                 abandon=self.abandon,
+                # Without counts to announce (not --once): connect at once, while the
+                # planner scans, so the first file finds its connection open.
+                connect_early=not announce,
             )
-            for i in range(count or self.opts.conns)
+            for i in range(count)
         ]
         if workers and self.keep_connection:
             workers[0].keep_open = True

@@ -131,6 +131,7 @@ class ConnectionWorker(threading.Thread):
         announce_counts: bool,
         stop_taking: threading.Event,
         abandon: threading.Event,
+        connect_early: bool = False,
     ) -> None:
         super().__init__(name=f"camxfer-conn-{index}", daemon=True)
         self.index = index
@@ -138,6 +139,7 @@ class ConnectionWorker(threading.Thread):
         self.work = work
         self.results = results
         self.announce_counts = announce_counts
+        self.connect_early = connect_early
         self.stop_taking = stop_taking
         self.abandon = abandon
         self.settings = ConnectionSettings(
@@ -163,6 +165,8 @@ class ConnectionWorker(threading.Thread):
     # --- main loop ---------------------------------------------------------------------------
     def run(self) -> None:
         try:
+            if self.connect_early:
+                self._connect_early()
             self._loop()
             self._finish()
         except HandshakeRefused as exc:
@@ -190,6 +194,15 @@ class ConnectionWorker(threading.Thread):
                     return
                 continue
             self._send(item)
+
+    def _connect_early(self) -> None:
+        """Connect before the first file is ready, so the connect and handshake overlap the
+        planner's first scan (or the wait for the first frame) instead of delaying the first
+        file. A receiver not up yet is no error here: the first file connects again."""
+        try:
+            self._connection(extra=0)
+        except ConnectionLost as exc:
+            log.debug("connection %d: not connected yet (%s)", self.index, exc)
 
     def _send(self, item: ReadyFile) -> None:
         prepared = self._prepare(item)
