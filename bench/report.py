@@ -8,7 +8,7 @@ Not responsible for: measuring anything.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bench.measure import Measurement
@@ -22,6 +22,7 @@ class Target:
     goal: str  # e.g. ">= 2.5x", "< 50 ms"
     met: bool | None
     unit: str = ""
+    note: str = ""  # e.g. what the durable ceiling itself reached in the same run
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +91,8 @@ def targets_table(targets: list[Target]) -> str:
         else:
             shown = f"{t.value:.2f}{t.unit}" if t.unit == "x" else f"{t.value:.1f} {t.unit}"
             verdict = "met" if t.met else "NOT MET"
-        lines.append(f"  {t.mode:<14} {t.what:<52} {shown:>12}  {t.goal:<12} {verdict}")
+        note = f"  ({t.note})" if t.note else ""
+        lines.append(f"  {t.mode:<14} {t.what:<52} {shown:>12}  {t.goal:<12} {verdict}{note}")
     return "\n".join(lines)
 
 
@@ -116,6 +118,10 @@ BULK_GOALS = (
     ("cp -r", 1.0),
 )
 SMALL_FILES_PER_S = 3000.0
+# The durable ceiling: copying the folder on the same disk and syncing it, with no network
+# and no checksums. A goal it does not reach itself in the same run is beyond any durable
+# transfer here, and the targets table says so beside the verdict.
+DURABLE_CEILING = "cp -r + sync"
 
 
 TRIGGERED = "camxfer (triggered)"
@@ -128,19 +134,36 @@ def _our_rows(rows: list[Measurement]) -> list[str]:
     return [*ours, TRIGGERED] if find(rows, TRIGGERED) is not None else ours
 
 
+def _ceiling_note(reached: float | None, goal: float, shown: str) -> str:
+    if reached is None or reached >= goal:
+        return ""
+    return f"{DURABLE_CEILING} itself: {shown}; the goal is above the durable ceiling"
+
+
 def bulk_targets(link: str, rows: list[Measurement]) -> list[Target]:
     out = []
     for ours in _our_rows(rows):
         for other, goal in BULK_GOALS:
             value = ratio_of(rows, ours, other)
-            out.append(at_least(f"bulk {link}", f"{ours} / {other}", value, goal))
+            target = at_least(f"bulk {link}", f"{ours} / {other}", value, goal)
+            ceiling = ratio_of(rows, DURABLE_CEILING, other)
+            if not target.met:
+                note = _ceiling_note(ceiling, goal, f"{ceiling or 0:.2f}x")
+                target = replace(target, note=note)
+            out.append(target)
     return out
 
 
 def small_targets(link: str, rows: list[Measurement]) -> list[Target]:
     out = []
+    ceiling = find(rows, DURABLE_CEILING)
+    reached = ceiling.files_s if ceiling else None
     for ours in _our_rows(rows):
         m = find(rows, ours)
         value = m.files_s if m else None
-        out.append(at_least(f"small {link}", ours, value, SMALL_FILES_PER_S, "files/s"))
+        target = at_least(f"small {link}", ours, value, SMALL_FILES_PER_S, "files/s")
+        if not target.met:
+            note = _ceiling_note(reached, SMALL_FILES_PER_S, f"{reached or 0:.0f} files/s")
+            target = replace(target, note=note)
+        out.append(target)
     return out
