@@ -118,13 +118,14 @@ def camxfer_triggered_contender(settings: CamxferSettings) -> Contender:
         receiver += ["--workers", str(settings.workers)]
 
         def trigger() -> str | None:
-            client = TriggerClient("127.0.0.1", zmq_port, timeout=10.0)
             try:
-                reply = client.trigger(frame_file_name(0, TRIGGER_CAMERA), ball)
-                if not reply.get("ok"):
-                    return f"trigger refused: {reply}"
-                # Every 10 ms: the end is known to +-5 ms, and the service is barely disturbed.
-                status = client.wait(reply["event"], timeout=600, interval=0.01)
+                with TriggerClient("127.0.0.1", zmq_port, timeout=10.0) as client:
+                    reply = client.trigger(frame_file_name(0, TRIGGER_CAMERA), ball)
+                    if not reply.get("ok"):
+                        return f"trigger refused: {reply}"
+                    # Every 10 ms, on one connection: the end is known to +-5 ms, and the
+                    # service is barely disturbed.
+                    status = client.wait(reply["event"], timeout=600, interval=0.01)
             except TransferError as exc:
                 return str(exc)
             if status.get("state") != "done":

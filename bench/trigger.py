@@ -51,12 +51,12 @@ def run(workdir: Path, *, cameras: int, triggers: int) -> dict[str, Any]:
         argv += ["127.0.0.1", "--zmq-port", str(zmq_port), "--max-files", str(PER_TRIGGER)]
         server = Proc(argv, logs, "trigger-senders")
         wait_listening(zmq_port, server)
-        client = TriggerClient("127.0.0.1", zmq_port, timeout=10.0)
         frame_id = datasets[names[0]].names[FIRST]
-        for index in range(triggers):
-            ball = f"ball{index:03d}"
-            rows.append(_one_trigger(client, frame_id, ball, dest, names))
-            time.sleep(0.5)
+        with TriggerClient("127.0.0.1", zmq_port, timeout=10.0) as client:
+            for index in range(triggers):
+                ball = f"ball{index:03d}"
+                rows.append(_one_trigger(client, frame_id, ball, dest, names))
+                time.sleep(0.5)
     finally:
         if server is not None:
             server.stop()

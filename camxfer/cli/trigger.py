@@ -152,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     except TransferError as exc:
         print(f"camxfer trigger: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    finally:
+        client.close()
     if args.json:
         print(json.dumps(reply))
     elif "cameras" in reply:

@@ -151,21 +151,21 @@ class Demo:
             _wait_port(camera.host, camera.port, 30)
         first_camera = self.config.cameras[0]
         newest = self._wait_for_frames(first_camera.src, 30)
-        client = TriggerClient("127.0.0.1", s.zmq_port, timeout=5)
         ball_id = time.strftime("demo_%Y%m%d_%H%M%S")
-        trigger_at = time.time()
-        reply = client.trigger(frame_name(first_camera.name, newest), ball_id)
-        if not reply.get("ok"):
-            raise TransferError(f"trigger refused: {reply.get('error')}")
-        event = reply["event"]
-        print(
-            f"triggered event {event}: frames {newest}..{newest + s.count - 1} of "
-            f"{len(self.config.cameras)} cameras at {s.fps:g} fps",
-            flush=True,
-        )
-        status = client.wait(
-            event, timeout=s.timeout + 30, interval=0.5, on_status=self._show_progress
-        )
+        with TriggerClient("127.0.0.1", s.zmq_port, timeout=5) as client:
+            trigger_at = time.time()
+            reply = client.trigger(frame_name(first_camera.name, newest), ball_id)
+            if not reply.get("ok"):
+                raise TransferError(f"trigger refused: {reply.get('error')}")
+            event = reply["event"]
+            print(
+                f"triggered event {event}: frames {newest}..{newest + s.count - 1} of "
+                f"{len(self.config.cameras)} cameras at {s.fps:g} fps",
+                flush=True,
+            )
+            status = client.wait(
+                event, timeout=s.timeout + 30, interval=0.5, on_status=self._show_progress
+            )
         print(file=sys.stderr)
         return self._verify(status, ball_id, newest, completions, trigger_at)
 

@@ -280,7 +280,8 @@ def _recent_events(
                 endpoint.host, endpoint.port, timeout=2.0, retries=1, curve=curve
             )
             try:
-                reply = client.request({"events": True})
+                with client:
+                    reply = client.request({"events": True})
             except TransferError as exc:
                 return [], str(exc)
             if not reply.get("ok"):

@@ -1,7 +1,9 @@
 """The client side of the trigger server: send one request, get one reply, never hang.
 
 Lazy Pirate (zguide ch. 4): a REQ socket that got no reply in time is stuck in its state
-machine, so it is closed and a fresh one is made for the next attempt.
+machine, so it is closed and a fresh one is made for the next attempt. A socket that got its
+reply is kept for the next request: following an event polls its status every few ms, and a
+new socket each time would be a new TCP connection and handshake for the server each time.
 """
 
 from __future__ import annotations
@@ -37,16 +39,34 @@ class TriggerClient:
         # A CURVE server drops a client whose key it does not know without a word: such a
         # client, like one with the wrong server key, only ever times out.
         self._curve = CurveClient.load(curve) if curve is not None else None
+        self._sock: zmq.Socket | None = None  # the last socket that got its reply
 
-    def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        payload = json.dumps(message).encode("utf-8")
-        for _attempt in range(max(self.retries, 1)):
+    def __enter__(self) -> TriggerClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
             sock = self._context.socket(zmq.REQ)
             sock.setsockopt(zmq.LINGER, 0)
             if self._curve is not None:
                 self._curve.apply(sock)
+            sock.connect(self.endpoint)
+            self._sock = sock
+        return self._sock
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        payload = json.dumps(message).encode("utf-8")
+        for _attempt in range(max(self.retries, 1)):
             try:
-                sock.connect(self.endpoint)
+                sock = self._socket()
                 sock.send(payload)
                 if sock.poll(int(self.timeout * 1000), zmq.POLLIN):
                     reply = json.loads(sock.recv().decode("utf-8"))
@@ -54,9 +74,12 @@ class TriggerClient:
                         raise TransferError(f"{self.endpoint} sent a reply that is not an object")
                     return reply
             except (zmq.ZMQError, ValueError) as exc:
+                self.close()
                 raise TransferError(f"trigger server {self.endpoint}: {exc}") from exc
-            finally:
-                sock.close()
+            except BaseException:
+                self.close()
+                raise
+            self.close()  # no reply in time: this socket is stuck waiting for one
         raise TransferError(
             f"no reply from the trigger server at {self.endpoint} "
             f"after {self.retries} tries of {self.timeout:g} s; is `camxfer senders --zmq` "
