@@ -473,6 +473,21 @@ class Planner:
             )
         return self._taken_count >= self.opts.max_files and not self._inflight_names
 
+    @property
+    def all_handed_out(self) -> bool:
+        """A run with --max-files has every file it asked for in flight or final: nothing the
+        folder does can change the run any more, only the workers' results can."""
+        if not self.opts.max_files or self.backlog is not None:
+            return False
+        if not self.numbered:
+            return self._taken_count >= self.opts.max_files and not self._recheck
+        end, start = self.range_end, self.next_unresolved
+        if end is None or start is None:
+            return False
+        accounted = sum(1 for n in self._inflight_numbers if n < end)
+        accounted += sum(1 for n in self._final_above if n < end)
+        return accounted >= end - start
+
     def expected_next_path(self) -> Path | None:
         """The next frame's path, when numbering predicts it (checked cheaply between listings)."""
         if not self.numbered or self.next_unresolved is None:

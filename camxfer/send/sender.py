@@ -219,10 +219,10 @@ class SendRun:
             wait_s = min(wait_s, max(opts.stable_s, 0.001), opts.file_wait_ms / 1000)
         if self._outstanding:
             wait_s = min(wait_s, 0.02)  # results to apply soon
-            if opts.once and not planner.waiting_for_completion:
-                # --once: the folder matters no more, only the workers' results do. Waking
-                # at the first one ends the run (and closes the queue) as soon as the last
-                # file is acknowledged, instead of up to 20 ms later.
+            if (opts.once or planner.all_handed_out) and not planner.waiting_for_completion:
+                # --once, or every asked file handed out: the folder matters no more, only
+                # the workers' results do. Waking at the first one ends the run (and closes
+                # the queue) as soon as the last file is acknowledged, not up to 20 ms later.
                 with contextlib.suppress(queue.Empty):
                     self._apply(self.results.get(timeout=wait_s))
                 return False
