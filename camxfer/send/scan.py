@@ -161,9 +161,10 @@ class Planner:
         self._set_template(_Template(parts.prefix, parts.suffix, parts.width))
         self.first = parts.number if self.opts.start_at else parts.number + 1
         self.next_unresolved = self.first
+        end = self.range_end
         for name in self.opts.already_landed:
             number = self.template.number_of(name)
-            if number is not None and number >= self.first:
+            if number is not None and number >= self.first and (end is None or number < end):
                 self._final_above.add(number)
         self._advance()
 
@@ -484,9 +485,8 @@ class Planner:
         end, start = self.range_end, self.next_unresolved
         if end is None or start is None:
             return False
-        accounted = sum(1 for n in self._inflight_numbers if n < end)
-        accounted += sum(1 for n in self._final_above if n < end)
-        return accounted >= end - start
+        # Both sets hold only numbers in [start, end), and no number is in both.
+        return len(self._inflight_numbers) + len(self._final_above) >= end - start
 
     def expected_next_path(self) -> Path | None:
         """The next frame's path, when numbering predicts it (checked cheaply between listings)."""

@@ -219,10 +219,14 @@ class SendRun:
             wait_s = min(wait_s, max(opts.stable_s, 0.001), opts.file_wait_ms / 1000)
         if self._outstanding:
             wait_s = min(wait_s, 0.02)  # results to apply soon
-            if (opts.once or planner.all_handed_out) and not planner.waiting_for_completion:
-                # --once, or every asked file handed out: the folder matters no more, only
-                # the workers' results do. Waking at the first one ends the run (and closes
-                # the queue) as soon as the last file is acknowledged, not up to 20 ms later.
+            last_ones = len(self._outstanding) <= opts.conns
+            ending = opts.once or planner.all_handed_out
+            if last_ones and ending and not planner.waiting_for_completion:
+                # --once, or every asked file handed out, and only the last ones in flight:
+                # the folder matters no more, only the workers' results do. Waking at each
+                # ends the run (and closes the queue) as soon as the last file is
+                # acknowledged, not up to 20 ms later; before those, results are applied in
+                # batches, without a wake-up each.
                 with contextlib.suppress(queue.Empty):
                     self._apply(self.results.get(timeout=wait_s))
                 return False
