@@ -143,16 +143,7 @@ class LandingRoot:
         fd = os.open(".", _DIR_FLAGS, dir_fd=self._root_fd)
         try:
             for part in folders:
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                try:
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise UnsafePathError(
-                            f"{part!r} under the destination is not a plain folder"
-                        ) from exc
-                    raise
+                child = _open_or_make_folder(fd, part)
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -312,6 +303,30 @@ class FileLanding:
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1
+
+
+def _open_or_make_folder(parent: int, part: str) -> int:
+    """Open the folder `part` in `parent`, making it first if it is not there.
+
+    Opened first: nearly always it exists, and a mkdir that fails still takes the parent's
+    lock exclusively (every worker landing in the same folder queued on it, once per file).
+    """
+    try:
+        return _open_folder(parent, part)
+    except FileNotFoundError:
+        pass
+    with contextlib.suppress(FileExistsError):  # another worker may make it meanwhile
+        os.mkdir(part, 0o755, dir_fd=parent)
+    return _open_folder(parent, part)
+
+
+def _open_folder(parent: int, part: str) -> int:
+    try:
+        return os.open(part, _DIR_FLAGS, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePathError(f"{part!r} under the destination is not a plain folder") from exc
+        raise
 
 
 def _load_libc(name: str, *argtypes: type) -> Callable[..., int] | None:

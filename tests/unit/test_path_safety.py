@@ -173,6 +173,34 @@ def test_planted_directory_symlink_is_refused(tmp_path: Path) -> None:
     assert temps_left(out) == []
 
 
+def test_workers_opening_a_new_folder_at_once_all_get_the_same_one(tmp_path: Path) -> None:
+    """The folder is opened first and made only when absent: racing makers all end up
+    with the one folder, none with an error."""
+    root = LandingRoot(tmp_path / "out")
+    start = threading.Barrier(8)
+    inodes: list[int] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            fd = root.open_folder(["ball_1", "camera01", "day"])
+            inodes.append(os.fstat(fd).st_ino)
+            os.close(fd)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    root.close()
+    assert errors == []
+    assert len(inodes) == 8 and len(set(inodes)) == 1
+    assert inodes[0] == (tmp_path / "out" / "ball_1" / "camera01" / "day").stat().st_ino
+
+
 def test_dangling_symlink_to_a_future_folder_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
