@@ -257,6 +257,12 @@ class EventBook:
         self._lock = threading.Lock()
 
     def trigger(self, ball_id: str, frame_number: int) -> Event:
+        event = self.prepare(ball_id, frame_number)
+        event.start()
+        return event
+
+    def prepare(self, ball_id: str, frame_number: int) -> Event:
+        """The event for this trigger, new or known, not started (yet) by this call."""
         with self._lock:
             key = event_id(ball_id, frame_number)
             event = self.events.get(key)
@@ -264,7 +270,6 @@ class EventBook:
                 event = Event(ball_id, frame_number, self.cameras, self.settings)
                 self.events[key] = event
                 self._forget_oldest_ended()
-        event.start()
         return event
 
     def _forget_oldest_ended(self) -> None:
