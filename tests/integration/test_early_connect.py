@@ -20,13 +20,19 @@ def connected(receiver) -> list[str]:
     return [line for line in receiver.log().splitlines() if ": connected" in line]
 
 
+def continuous_sender(senders, src: Path, receiver, conns: int, frames: int):
+    """A sender waiting for `frames` frames from frame 1 on, over `conns` connections."""
+    return senders(
+        src, receiver.port, "--conns", str(conns), "--start-at", frame_name(1),
+        "--max-files", str(frames),
+    )  # fmt: skip
+
+
 def test_connections_open_before_the_first_frame_and_then_carry_it(
     receivers, senders, src: Path, out: Path
 ) -> None:
     receiver = receivers(out)
-    sender = senders(
-        src, receiver.port, "--conns", "3", "--start-at", frame_name(1), "--max-files", "4"
-    )
+    sender = continuous_sender(senders, src, receiver, conns=3, frames=4)
     wait_until(lambda: len(connected(receiver)) == 3, 20, "three connections, no frame yet")
     assert list(src.iterdir()) == []
     frames = make_frames(src, 4)
@@ -41,9 +47,7 @@ def test_no_more_early_connections_than_frames_asked(
     receivers, senders, src: Path, out: Path
 ) -> None:
     receiver = receivers(out)
-    sender = senders(
-        src, receiver.port, "--conns", "4", "--start-at", frame_name(1), "--max-files", "1"
-    )
+    sender = continuous_sender(senders, src, receiver, conns=4, frames=1)
     wait_until(lambda: connected(receiver), 20, "the early connection")
     make_frames(src, 1)
     result = finish_sender(sender)
