@@ -139,12 +139,21 @@ class Proc:
 
     def children(self) -> list[int]:
         """Pids of the direct children (e.g. a receiver's worker processes)."""
-        found: list[int] = []
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{self.pid}/task"):
-                text = Path(f"/proc/{self.pid}/task/{task}/children").read_text()
-                found.extend(int(pid) for pid in text.split())
-        return found
+        return child_pids(self.pid)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Pids of the direct children of `pid` (of any of its threads); none once it is gone."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            text = Path(f"/proc/{pid}/task/{task}/children").read_text()
+            found.extend(int(child) for child in text.split())
+    return found
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -157,15 +166,11 @@ def tree_cpu_seconds(pid: int) -> float:
         current = pending.pop()
         try:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            tasks = os.listdir(f"/proc/{current}/task")
         except OSError:
             continue  # ended meanwhile: its parent's reaped figures now hold it
         # Fields 14-17 of proc(5) (utime, stime, cutime, cstime); the name is cut off above.
         total += sum(int(value) for value in fields[11:15]) / ticks
-        for task in tasks:
-            with contextlib.suppress(OSError):
-                text = Path(f"/proc/{current}/task/{task}/children").read_text()
-                pending.extend(int(child) for child in text.split())
+        pending.extend(child_pids(current))
     return total
 
 

@@ -134,10 +134,12 @@ def _our_rows(rows: list[Measurement]) -> list[str]:
     return [*ours, TRIGGERED] if find(rows, TRIGGERED) is not None else ours
 
 
-def _ceiling_note(reached: float | None, goal: float, shown: str) -> str:
-    if reached is None or reached >= goal:
-        return ""
-    return f"{DURABLE_CEILING} itself: {shown}; the goal is above the durable ceiling"
+def _noting_ceiling(target: Target, reached: float | None, goal: float, shown: str) -> Target:
+    """`target`, with a note when it was missed and the durable ceiling missed it too."""
+    if target.met or reached is None or reached >= goal:
+        return target
+    note = f"{DURABLE_CEILING} itself: {shown}; the goal is above the durable ceiling"
+    return replace(target, note=note)
 
 
 def bulk_targets(link: str, rows: list[Measurement]) -> list[Target]:
@@ -147,10 +149,7 @@ def bulk_targets(link: str, rows: list[Measurement]) -> list[Target]:
             value = ratio_of(rows, ours, other)
             target = at_least(f"bulk {link}", f"{ours} / {other}", value, goal)
             ceiling = ratio_of(rows, DURABLE_CEILING, other)
-            if not target.met:
-                note = _ceiling_note(ceiling, goal, f"{ceiling or 0:.2f}x")
-                target = replace(target, note=note)
-            out.append(target)
+            out.append(_noting_ceiling(target, ceiling, goal, f"{ceiling or 0:.2f}x"))
     return out
 
 
@@ -162,8 +161,6 @@ def small_targets(link: str, rows: list[Measurement]) -> list[Target]:
         m = find(rows, ours)
         value = m.files_s if m else None
         target = at_least(f"small {link}", ours, value, SMALL_FILES_PER_S, "files/s")
-        if not target.met:
-            note = _ceiling_note(reached, SMALL_FILES_PER_S, f"{reached or 0:.0f} files/s")
-            target = replace(target, note=note)
-        out.append(target)
+        shown = f"{reached or 0:.0f} files/s"
+        out.append(_noting_ceiling(target, reached, SMALL_FILES_PER_S, shown))
     return out
