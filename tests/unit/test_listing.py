@@ -31,7 +31,10 @@ def test_refresh_keeps_wanted_regular_files_in_name_order(tmp_path: Path) -> Non
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "folder.jpg").mkdir()
     (tmp_path / "link.jpg").symlink_to(tmp_path / "a.jpg")
+    (tmp_path / "dir-link.jpg").symlink_to(tmp_path / "folder.jpg")
+    os.mkfifo(tmp_path / "fifo.jpg")
     index = FolderIndex(tmp_path, wanted)
+    # The first listing reads file types from the folder (scandir); later ones lstat.
     assert index.refresh() == (["a.jpg", "b.jpg"], [])
     assert index.entries == [(n, str(tmp_path / n)) for n in ("a.jpg", "b.jpg")]
     (tmp_path / "a.jpg").unlink()
