@@ -12,22 +12,27 @@ at the most ever in use at once, up to `keep` buffers.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+Buffer = TypeVar("Buffer")
 
 
-class BufferPool:
-    def __init__(self, size: int, keep: int) -> None:
+class BufferPool(Generic[Buffer]):
+    def __init__(self, make: Callable[[int], Buffer], size: int, keep: int) -> None:
         self.size = size
         self.keep = keep  # buffers kept for reuse; more given back are left to the collector
-        self._free: list[bytearray] = []
+        self._make = make
+        self._free: list[Buffer] = []
         self._lock = threading.Lock()
 
-    def take(self) -> bytearray:
+    def take(self) -> Buffer:
         with self._lock:
             if self._free:
                 return self._free.pop()
-        return bytearray(self.size)
+        return self._make(self.size)
 
-    def give(self, buffer: bytearray) -> None:
+    def give(self, buffer: Buffer) -> None:
         with self._lock:
             if len(self._free) < self.keep:
                 self._free.append(buffer)

@@ -13,6 +13,7 @@ from camxfer import logs, metrics
 from camxfer.auth import load_key
 from camxfer.cli.common import (
     add_auth_key_argument,
+    add_direct_io_argument,
     add_metrics_arguments,
     add_tls_arguments,
     metrics_settings,
@@ -67,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_auth_key_argument(p, per_camera=True)
     add_tls_arguments(p, receiver=True)
+    add_direct_io_argument(p)
     p.add_argument("--verbose", action="store_true", help="log every file landed")
     add_metrics_arguments(p, "every receiver it runs, added up (labelled by camera)")
     p.set_defaults(handler=run)
@@ -96,6 +98,8 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             "--workers",
             str(args.workers),
             "--use-dest-paths",
+            "--direct-io",
+            args.direct_io,
         ]
         key_file = camera.auth_key_file or args.auth_key_file
         if key_file is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from camxfer import metrics
 from camxfer.cli.common import (
     add_auth_key_argument,
+    add_direct_io_argument,
     add_metrics_arguments,
     add_tls_arguments,
     load_auth_key,
@@ -90,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace a landed file whose content differs (default: refuse, "
         "keep the landed file and report an error to the sender)",
     )
+    add_direct_io_argument(parser)
     parser.add_argument(
         "--max-file-size",
         type=positive_int,
@@ -165,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         auth_key=auth_key,
         handshake_timeout=args.handshake_timeout,
         tls=tls,
+        direct_io=args.direct_io,
     )
     listen = ListenSettings(
         listen_ip=args.listen_ip,

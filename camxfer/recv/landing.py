@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import errno
 import itertools
+import mmap
 import os
 import re
 import threading
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from camxfer.errors import UnsafePathError
 from camxfer.protocol import new_hasher
+from camxfer.recv.direct import DirectWriter, open_direct
 
 # One path component: no leading dot (so no '.', '..' or hidden files), no separators, no NUL.
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@=,-]{0,254}")
@@ -115,6 +117,7 @@ class LandingRoot:
         self._seq = itertools.count()
         self._active: set[Path] = set()  # temporaries being written, removed on shutdown
         self._lock = threading.Lock()
+        self.direct_possible = True  # until the filesystem refuses an O_DIRECT open
 
     def close(self) -> None:
         os.close(self._root_fd)
@@ -164,8 +167,17 @@ class FileLanding:
     """
 
     def __init__(
-        self, root: LandingRoot, folders: list[str], name: str, size: int, checksum: bytes
+        self,
+        root: LandingRoot,
+        folders: list[str],
+        name: str,
+        size: int,
+        checksum: bytes,
+        *,
+        direct_stage: mmap.mmap | None = None,
     ):
+        """With `direct_stage`, the body is written with O_DIRECT through that buffer
+        (camxfer.recv.direct), where the filesystem allows it."""
         self.root = root
         self.folders = folders
         self.name = name
@@ -176,13 +188,9 @@ class FileLanding:
         self.error: OSError | None = None
         self._dir_fd = root.open_folder(folders)
         self._temp = root.temp_name()
+        self._direct: DirectWriter | None = None
         try:
-            self._fd = os.open(
-                self._temp,
-                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                0o644,
-                dir_fd=self._dir_fd,
-            )
+            self._fd = self._open_temp(direct_stage)
         except BaseException:
             os.close(self._dir_fd)
             raise
@@ -191,9 +199,24 @@ class FileLanding:
         self._temp_path = root.root.joinpath(*folders, self._temp)
         root.track(self._temp_path, True)
 
+    def _open_temp(self, direct_stage: mmap.mmap | None) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        if direct_stage is not None and self.root.direct_possible:
+            fd = open_direct(self._temp, flags, self._dir_fd)
+            if fd is not None:
+                self._direct = DirectWriter(fd, direct_stage)
+                return fd
+            self.root.direct_possible = False  # this filesystem refuses it: stop asking
+        return os.open(self._temp, flags, 0o644, dir_fd=self._dir_fd)
+
     @property
     def final_path(self) -> Path:
         return self.root.root.joinpath(*self.folders, self.name)
+
+    @property
+    def direct(self) -> bool:
+        """Whether the body goes to disk with O_DIRECT."""
+        return self._direct is not None
 
     def write(self, chunk: memoryview) -> None:
         self._hasher.update(chunk)
@@ -201,6 +224,9 @@ class FileLanding:
         if self.error is not None:
             return
         try:
+            if self._direct is not None:
+                self._direct.write(chunk)
+                return
             while chunk:
                 n = os.write(self._fd, chunk)
                 chunk = chunk[n:]
@@ -216,6 +242,11 @@ class FileLanding:
         if self._sealed:
             return
         try:
+            if self._direct is not None and self.error is None:
+                try:
+                    self._direct.finish(self.size)
+                except OSError as exc:
+                    self.error = exc
             if self.error is not None:
                 raise self.error
             if self._written != self.size or self._hasher.digest() != self.checksum:
@@ -227,7 +258,8 @@ class FileLanding:
             raise
         with contextlib.suppress(OSError):  # no user xattrs here: manifests re-read the file
             os.setxattr(self._fd, CHECKSUM_XATTR, self.checksum)
-        start_writeback(self._fd)
+        if self._direct is None:  # direct writes are on their way to disk already
+            start_writeback(self._fd)
         self._sealed = True
 
     def commit(self, dir_syncs: list[int] | None = None, *, data_synced: bool = False) -> Landed:

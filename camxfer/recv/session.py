@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import os
 import select
 import socket
@@ -25,6 +26,7 @@ from camxfer import auth, metrics, protocol
 from camxfer.buffers import BufferPool
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
+from camxfer.recv import direct
 from camxfer.recv.inbox import ConnectionClosed, Inbox
 from camxfer.recv.landing import (
     ChecksumMismatch,
@@ -47,7 +49,7 @@ log = logging.getLogger("camxfer.recv")
 
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
 # Given back when the connection ends, for the next one (camxfer.buffers).
-RECEIVE_BUFFERS = BufferPool(BUFFER_BYTES, keep=32)
+RECEIVE_BUFFERS = BufferPool(bytearray, BUFFER_BYTES, keep=32)
 MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out
 # After an error reply: how long and how much input to discard before closing (see _linger).
 LINGER_SECONDS = 2.0
@@ -70,6 +72,7 @@ class ReceiverSettings:
     auth_key: bytes | None = field(default=None, repr=False)
     handshake_timeout: float = 10.0  # whole authenticated handshake, however it trickles in
     tls: TlsFiles | None = None  # take TLS connections only (camxfer.tls)
+    direct_io: str = "auto"  # when to land with O_DIRECT: one of camxfer.recv.direct.POLICIES
 
 
 @dataclass
@@ -125,6 +128,9 @@ class Session:
         self.stopping = False  # set on a graceful stop: finish the current file, take no more
         self._buffer = RECEIVE_BUFFERS.take()
         self.inbox = Inbox(sock, self._buffer)
+        # O_DIRECT landing (camxfer.recv.direct): decided again at each group commit.
+        self._land_direct = direct.wanted(settings.direct_io, others_writing=False)
+        self._stage: mmap.mmap | None = None  # taken at the first direct landing
         self.announced: int | None = None
         self.received = 0
         self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
@@ -220,6 +226,8 @@ class Session:
                 },
             )
             RECEIVE_BUFFERS.give(self._buffer)
+            if self._stage is not None:
+                direct.STAGES.give(self._stage)
 
     def _linger(self) -> None:
         """Half-close after an error reply and discard what the peer still sends, briefly.
@@ -423,6 +431,8 @@ class Session:
         Their data is made durable together (`sync_sealed`) unless other writers' dirty data
         would make that the slower way (`syncfs_pays_off`), each is linked under its final
         name, each folder is fsynced once, and only then do the replies go out, in order.
+        The same look at the machine's dirty data decides whether the next files land with
+        O_DIRECT (--direct-io auto).
         """
         if not self._pending:
             return
@@ -430,11 +440,11 @@ class Session:
         sync_error: OSError | None = None
         try:
             landings = [i.landing for i in pending if i.landing is not None]
-            data_synced = (
-                len(landings) > 1
-                and syncfs_pays_off(sum(item.size for item in landings), dirty_bytes())
-                and sync_sealed(landings)
-            )
+            own_dirty = sum(landing.size for landing in landings if not landing.direct)
+            look = len(landings) > 1 or self.settings.direct_io == "auto"
+            pays_off = syncfs_pays_off(own_dirty, dirty_bytes() if look else None)
+            self._land_direct = direct.wanted(self.settings.direct_io, others_writing=not pays_off)
+            data_synced = len(landings) > 1 and pays_off and sync_sealed(landings)
         except OSError as exc:
             data_synced, sync_error = False, exc
         folder_fds: list[int | None] = []
@@ -592,7 +602,10 @@ class Session:
                     "(start it with --use-dest-paths)",
                 )
             folders, final = resolve_destination(self.settings.out_dir, dest, name)
-            landing = FileLanding(self.root, folders, final, fixed.size, fixed.checksum)
+            stage = self._direct_stage()
+            landing = FileLanding(
+                self.root, folders, final, fixed.size, fixed.checksum, direct_stage=stage
+            )
         except UnsafePathError as exc:
             self._drain(fixed.size)
             return refused(Status.UNSAFE_PATH, str(exc))
@@ -677,6 +690,14 @@ class Session:
             self.counters.add(errors=1)
             log.warning("%s: manifest refused: %s", self.peer, reply.message)
         return reply
+
+    def _direct_stage(self) -> mmap.mmap | None:
+        """The aligned buffer for an O_DIRECT landing, or None to land buffered."""
+        if not self._land_direct or not self.root.direct_possible:
+            return None
+        if self._stage is None:
+            self._stage = direct.STAGES.take()
+        return self._stage
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
         pace = _BodyPace(self.settings.io_timeout)

@@ -27,7 +27,7 @@ log = logging.getLogger("camxfer.send")
 
 READ_BUFFER_BYTES = 1 << 20
 # One read buffer per connection worker, reused by the next run's workers (camxfer.buffers).
-READ_BUFFERS = BufferPool(READ_BUFFER_BYTES, keep=64)
+READ_BUFFERS = BufferPool(bytearray, READ_BUFFER_BYTES, keep=64)
 MAX_BACKOFF_S = 5.0
 
 

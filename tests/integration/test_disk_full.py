@@ -64,15 +64,16 @@ def used_bytes(mount: Path) -> int:
     return (st.f_blocks - st.f_bfree) * st.f_frsize
 
 
+@pytest.mark.parametrize("direct_io", ["never", "always"], ids=["buffered", "o-direct"])
 def test_disk_full_is_reported_and_the_rest_lands_after_space_is_freed(
-    small_disk: Path, receivers, src: Path
+    small_disk: Path, receivers, src: Path, direct_io: str
 ) -> None:
     make_frames(src, FRAMES, size=FRAME_BYTES)
     expected = snapshot(src)
     filler = small_disk / "filler"
     filler.write_bytes(os.urandom(FILLER_BYTES))
     out = small_disk / "out"
-    receiver = receivers(out, "--workers", "2")
+    receiver = receivers(out, "--workers", "2", "--direct-io", direct_io)
 
     result = run_sender(
         src, receiver.port, "--once", "--conns", "2", "--retries", "2", "--json-stats"

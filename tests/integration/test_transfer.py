@@ -31,8 +31,14 @@ def landed_names(out: Path) -> list[str]:
 
 @pytest.mark.parametrize(
     "recv_args",
-    [[], ["--workers", "3"], ["--workers", "3", "--reuseport"]],
-    ids=["one-worker", "three-workers", "three-workers-reuseport"],
+    [
+        [],
+        ["--workers", "3"],
+        ["--workers", "3", "--reuseport"],
+        ["--direct-io", "always"],
+        ["--direct-io", "never"],
+    ],
+    ids=["one-worker", "three-workers", "three-workers-reuseport", "o-direct", "buffered"],
 )
 def test_bytes_identical_after_transfer(receivers, src: Path, out: Path, recv_args) -> None:
     make_frames(src, 40, size=64 * 1024)

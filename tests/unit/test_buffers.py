@@ -6,7 +6,7 @@ from camxfer.buffers import BufferPool
 
 
 def test_buffers_are_reused_and_the_pool_is_bounded() -> None:
-    pool = BufferPool(1024, keep=2)
+    pool = BufferPool(bytearray, 1024, keep=2)
     taken = [pool.take() for _ in range(3)]
     assert all(len(b) == 1024 for b in taken)
     assert len({id(b) for b in taken}) == 3

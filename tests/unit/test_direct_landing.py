@@ -1,0 +1,137 @@
+"""Landing with O_DIRECT (camxfer.recv.direct) on this machine's real filesystem: every size,
+around the block and stage boundaries, lands byte for byte with its exact length, through a
+file really opened with O_DIRECT; a write the device refuses falls back to ordinary writes with
+the file still whole; a bad body still never lands."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from camxfer.protocol import new_hasher
+from camxfer.recv import direct
+from camxfer.recv.direct import ALIGN, STAGE_BYTES, DirectWriter
+from camxfer.recv.landing import ChecksumMismatch, FileLanding, LandingRoot
+
+SIZES = [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, STAGE_BYTES - 1, STAGE_BYTES, 3 * STAGE_BYTES + 123]
+
+
+def checksum(data: bytes) -> bytes:
+    hasher = new_hasher()
+    hasher.update(data)
+    return hasher.digest()
+
+
+def chunks(data: bytes, seed: int) -> list[memoryview]:
+    """The body in uneven pieces, as receives hand it over."""
+    rng, view, pieces, at = random.Random(seed), memoryview(data), [], 0
+    while at < len(data):
+        step = rng.choice([1, 7, 4096, 65536, 300_000])
+        pieces.append(view[at : at + step])
+        at += step
+    return pieces
+
+
+def open_flags(fd: int) -> int:
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        if line.startswith("flags:"):
+            return int(line.split()[1], 8)
+    raise AssertionError("no flags in fdinfo")
+
+
+@pytest.fixture
+def root(tmp_path: Path):
+    landing_root = LandingRoot(tmp_path / "out")
+    yield landing_root
+    landing_root.close()
+
+
+@pytest.fixture
+def stage():
+    buffer = direct.STAGES.take()
+    yield buffer
+    direct.STAGES.give(buffer)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_size_lands_whole_through_o_direct(root: LandingRoot, stage, size: int) -> None:
+    data = random.Random(size).randbytes(size)
+    landing = FileLanding(root, ["ev"], "f.jpg", size, checksum(data), direct_stage=stage)
+    assert landing.direct, "this filesystem takes O_DIRECT: the test needs it to"
+    assert open_flags(landing._fd) & os.O_DIRECT
+    for piece in chunks(data, size):
+        landing.write(piece)
+    landing.commit()
+    landed = root.root / "ev" / "f.jpg"
+    assert landed.stat().st_size == size
+    assert landed.read_bytes() == data
+    assert [p.name for p in (root.root / "ev").iterdir()] == ["f.jpg"]  # no temp left
+
+
+def test_a_short_body_never_lands(root: LandingRoot, stage) -> None:
+    data = random.Random(1).randbytes(ALIGN + 10)
+    landing = FileLanding(root, ["ev"], "f.jpg", len(data) + 1, checksum(data), direct_stage=stage)
+    landing.write(memoryview(data))
+    with pytest.raises(ChecksumMismatch):
+        landing.seal()
+    assert list((root.root / "ev").iterdir()) == []
+
+
+def test_a_write_the_device_refuses_falls_back_to_ordinary_writes(tmp_path: Path) -> None:
+    """A stage one byte off alignment makes the O_DIRECT write fail with EINVAL, as a device
+    with stricter needs would: the writer clears O_DIRECT and the file is still whole."""
+    backing = mmap.mmap(-1, STAGE_BYTES + ALIGN)
+    misaligned = memoryview(backing)[1 : 1 + STAGE_BYTES]
+    data = random.Random(2).randbytes(2 * STAGE_BYTES + 5)
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    try:
+        writer = DirectWriter(fd, misaligned)  # type: ignore[arg-type]
+        for piece in chunks(data, 3):
+            writer.write(piece)
+        writer.finish(len(data))
+        assert not open_flags(fd) & os.O_DIRECT
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == data
+
+
+@pytest.fixture
+def ramfs(tmp_path: Path):
+    """A ramfs mount: it refuses O_DIRECT opens with EINVAL, after making the file."""
+    mount = tmp_path / "ramfs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "ramfs", "none", str(mount)], check=False).returncode:
+        pytest.skip("cannot mount a ramfs here (needs root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_filesystem_without_direct_io_is_written_normally(ramfs: Path, stage) -> None:
+    """The refused open leaves no file behind, the file lands buffered, and the root stops
+    asking."""
+    root = LandingRoot(ramfs / "out")
+    try:
+        data = b"frame" * 1000
+        for name in ("a.jpg", "b.jpg"):
+            landing = FileLanding(root, [], name, len(data), checksum(data), direct_stage=stage)
+            assert not landing.direct
+            assert not root.direct_possible
+            landing.write(memoryview(data))
+            landing.commit()
+    finally:
+        root.close()
+    assert sorted(p.name for p in (ramfs / "out").iterdir()) == ["a.jpg", "b.jpg"]
+    assert (ramfs / "out" / "b.jpg").read_bytes() == data
+
+
+def test_auto_lands_directly_only_while_others_write() -> None:
+    assert direct.wanted("auto", others_writing=True)
+    assert not direct.wanted("auto", others_writing=False)
+    assert direct.wanted("always", others_writing=False)
+    assert not direct.wanted("never", others_writing=True)
