@@ -39,9 +39,18 @@ def _anonymous_map(size: int) -> mmap.mmap:
 STAGES: BufferPool[mmap.mmap] = BufferPool(_anonymous_map, STAGE_BYTES, keep=32)
 
 
-# When the receiver lands files with O_DIRECT (`camxfer recv --direct-io`). "auto": while the
-# machine holds more dirty data than the receiver's own (`wanted`).
+# When the receiver lands files with O_DIRECT (`camxfer recv --direct-io`). "auto": while
+# other writers keep the machine's dirty data high (`others_writing`).
 POLICIES = ("auto", "always", "never")
+# Dirty data beyond a batch's own that means other writers are busy. Measured here: a bulk
+# transfer's other connections keep at most ~25 MiB dirty (each file's writeback starts
+# when it is sealed); six cameras writing their rings at 30 fps, ~1.3 GiB.
+OTHERS_DIRTY_BYTES = 64 << 20
+
+
+def others_writing(own_dirty: int, dirty: int | None) -> bool:
+    """Whether the machine's dirty data (None: unknown) shows other busy writers."""
+    return dirty is not None and dirty > own_dirty + OTHERS_DIRTY_BYTES
 
 
 def wanted(policy: str, others_writing: bool) -> bool:

@@ -50,6 +50,8 @@ log = logging.getLogger("camxfer.recv")
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
 # Given back when the connection ends, for the next one (camxfer.buffers).
 RECEIVE_BUFFERS = BufferPool(bytearray, BUFFER_BYTES, keep=32)
+# How often --direct-io auto looks at the machine's dirty data when flushes are of one file.
+DIRECT_LOOK_SECONDS = 0.1
 MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out
 # After an error reply: how long and how much input to discard before closing (see _linger).
 LINGER_SECONDS = 2.0
@@ -131,6 +133,7 @@ class Session:
         # O_DIRECT landing (camxfer.recv.direct): decided again at each group commit.
         self._land_direct = direct.wanted(settings.direct_io, others_writing=False)
         self._stage: mmap.mmap | None = None  # taken at the first direct landing
+        self._direct_looked = -DIRECT_LOOK_SECONDS  # monotonic time of the last look
         self.announced: int | None = None
         self.received = 0
         self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
@@ -441,9 +444,11 @@ class Session:
         try:
             landings = [i.landing for i in pending if i.landing is not None]
             own_dirty = sum(landing.size for landing in landings if not landing.direct)
-            look = len(landings) > 1 or self.settings.direct_io == "auto"
-            pays_off = syncfs_pays_off(own_dirty, dirty_bytes() if look else None)
-            self._land_direct = direct.wanted(self.settings.direct_io, others_writing=not pays_off)
+            dirty = dirty_bytes() if len(landings) > 1 or self._direct_look_due() else None
+            pays_off = syncfs_pays_off(own_dirty, dirty)
+            if dirty is not None:
+                others = direct.others_writing(own_dirty, dirty)
+                self._land_direct = direct.wanted(self.settings.direct_io, others_writing=others)
             data_synced = len(landings) > 1 and pays_off and sync_sealed(landings)
         except OSError as exc:
             data_synced, sync_error = False, exc
@@ -690,6 +695,18 @@ class Session:
             self.counters.add(errors=1)
             log.warning("%s: manifest refused: %s", self.peer, reply.message)
         return reply
+
+    def _direct_look_due(self) -> bool:
+        """With --direct-io auto, whether a flush of one file should look at the machine's
+        dirty data: at most every DIRECT_LOOK_SECONDS (a look costs ~20 µs; a flush of
+        several files looks anyway, for its syncfs)."""
+        if self.settings.direct_io != "auto":
+            return False
+        now = time.monotonic()
+        if now - self._direct_looked < DIRECT_LOOK_SECONDS:
+            return False
+        self._direct_looked = now
+        return True
 
     def _direct_stage(self) -> mmap.mmap | None:
         """The aligned buffer for an O_DIRECT landing, or None to land buffered."""

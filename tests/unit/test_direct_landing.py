@@ -131,6 +131,10 @@ def test_a_filesystem_without_direct_io_is_written_normally(ramfs: Path, stage) 
 
 
 def test_auto_lands_directly_only_while_others_write() -> None:
+    own = 20 << 20
+    assert not direct.others_writing(own, own + (10 << 20))  # a bulk run's own connections
+    assert direct.others_writing(own, own + (1 << 30))  # cameras writing their rings
+    assert not direct.others_writing(own, None)
     assert direct.wanted("auto", others_writing=True)
     assert not direct.wanted("auto", others_writing=False)
     assert direct.wanted("always", others_writing=False)
