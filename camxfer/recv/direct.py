@@ -31,7 +31,7 @@ STAGE_BYTES = 1 << 20
 
 
 def _anonymous_map(size: int) -> mmap.mmap:
-    return mmap.mmap(-1, size)
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # a fork must not share it
 
 
 # One aligned stage per connection landing directly, reused by the next (camxfer.buffers).

@@ -448,7 +448,7 @@ class Session:
             pays_off = syncfs_pays_off(own_dirty, dirty)
             if dirty is not None:
                 others = direct.others_writing(own_dirty, dirty)
-                self._land_direct = direct.wanted(self.settings.direct_io, others_writing=others)
+                self._choose_direct(direct.wanted(self.settings.direct_io, others), dirty)
             data_synced = len(landings) > 1 and pays_off and sync_sealed(landings)
         except OSError as exc:
             data_synced, sync_error = False, exc
@@ -695,6 +695,17 @@ class Session:
             self.counters.add(errors=1)
             log.warning("%s: manifest refused: %s", self.peer, reply.message)
         return reply
+
+    def _choose_direct(self, land_direct: bool, dirty: int) -> None:
+        if land_direct != self._land_direct:
+            log.debug(
+                "%s: %s (the machine holds %d MiB of dirty data)",
+                self.peer,
+                "landing with O_DIRECT" if land_direct else "landing through the page cache",
+                dirty >> 20,
+                extra={"event": "direct_io", "peer": self.peer, "direct": land_direct},
+            )
+        self._land_direct = land_direct
 
     def _direct_look_due(self) -> bool:
         """With --direct-io auto, whether a flush of one file should look at the machine's
