@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from camxfer import auth, protocol
 from camxfer.errors import ProtocolError, TransferError
 from camxfer.protocol import FileHeader, Reply, ReplyParser, Status
-from camxfer.sockets import set_io_timeout
+from camxfer.sockets import connect, set_io_timeout
 from camxfer.tls import is_tls_error
 
 if TYPE_CHECKING:
@@ -52,9 +52,7 @@ class Connection:
         self._send_mac: auth.MessageMac | None = None  # set by an authenticated handshake
         self._tls = settings.tls is not None
         try:
-            self.sock = socket.create_connection(
-                (settings.host, settings.port), timeout=settings.connect_timeout
-            )
+            self.sock = connect(settings.host, settings.port, settings.connect_timeout)
         except OSError as exc:
             raise ConnectionLost(
                 f"cannot connect to {settings.host}:{settings.port}: {exc.strerror or exc}"
