@@ -9,9 +9,9 @@ needs the fsync that makes the file's size and the disk's cache durable.
 Why: an ordinary write copies each byte into new page-cache pages, and later writeback reads
 them out again. On the storage host that work competes with everything else the machine
 does. With six cameras writing their rings on the same two cores, landing with O_DIRECT cut
-the receivers' CPU by about a quarter and the p99 complete -> landed latency from 88-484 ms
-to 22-146 ms (docs/performance.md). With nothing else writing, buffered writes with one syncfs
-per batch stay faster, hence the "auto" policy.
+the receivers' CPU by about a quarter, and the median of the runs' p99 complete -> landed
+latency from 158 ms to 30 ms (docs/performance.md). With nothing else writing, buffered writes
+with one syncfs per batch stay faster, hence the "auto" policy.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def wanted(policy: str, others_writing: bool) -> bool:
 
 def open_direct(name: str, flags: int, dir_fd: int) -> int | None:
     """Open `name` with `flags | O_DIRECT`; None (nothing created) where the filesystem
-    refuses direct I/O (tmpfs, some FUSE and network filesystems say EINVAL)."""
+    refuses direct I/O (ramfs, older tmpfs, some FUSE filesystems: EINVAL)."""
     try:
         return os.open(name, flags | os.O_DIRECT, 0o644, dir_fd=dir_fd)
     except OSError as exc:
