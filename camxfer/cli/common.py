@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from camxfer import auth
 from camxfer.errors import UsageError
 from camxfer.metrics import MetricsSettings
-from camxfer.recv.direct import POLICIES
 from camxfer.tls import TlsFiles
 
 if TYPE_CHECKING:
@@ -144,18 +143,6 @@ def tls_files(args: argparse.Namespace) -> TlsFiles | None:
     if getattr(args, "tls", False) or files != TlsFiles():
         return files
     return None
-
-
-def add_direct_io_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--direct-io",
-        choices=POLICIES,
-        default="auto",
-        help="write files with O_DIRECT, past the page cache: 'auto' does while other "
-        "writers keep the machine's dirty data high (cameras on the same host, a busy "
-        "disk), where it costs less CPU and cuts the latency tail; 'always'; 'never'. "
-        "Filesystems without direct I/O are written normally (default: auto)",
-    )
 
 
 def add_metrics_arguments(parser: argparse.ArgumentParser, what: str) -> None:

@@ -13,7 +13,6 @@ from camxfer import logs, metrics
 from camxfer.auth import load_key
 from camxfer.cli.common import (
     add_auth_key_argument,
-    add_direct_io_argument,
     add_metrics_arguments,
     add_tls_arguments,
     metrics_settings,
@@ -22,6 +21,7 @@ from camxfer.cli.common import (
     tls_argv,
     tls_files,
 )
+from camxfer.cli.recv import add_direct_io_argument
 from camxfer.errors import ConfigError, ExitCode, UsageError
 from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor

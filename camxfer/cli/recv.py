@@ -9,7 +9,6 @@ from pathlib import Path
 from camxfer import metrics
 from camxfer.cli.common import (
     add_auth_key_argument,
-    add_direct_io_argument,
     add_metrics_arguments,
     add_tls_arguments,
     load_auth_key,
@@ -23,6 +22,7 @@ from camxfer.cli.common import (
 )
 from camxfer.errors import ExitCode, UsageError
 from camxfer.logs import setup_logging
+from camxfer.recv.direct import POLICIES
 from camxfer.recv.server import ListenSettings, ReceiverServer
 from camxfer.recv.session import ReceiverSettings
 from camxfer.tls import server_context
@@ -136,6 +136,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
     add_metrics_arguments(parser, "this receiver (every worker process)")
     parser.set_defaults(handler=run)
+
+
+def add_direct_io_argument(parser: argparse.ArgumentParser) -> None:
+    """--direct-io, also taken by `camxfer receivers` for the receivers it runs."""
+    parser.add_argument(
+        "--direct-io",
+        choices=POLICIES,
+        default="auto",
+        help="write files with O_DIRECT, past the page cache: 'auto' does while other "
+        "writers keep the machine's dirty data high (cameras on the same host, a busy "
+        "disk), where it costs less CPU and cuts the latency tail; 'always'; 'never'. "
+        "Filesystems without direct I/O are written normally (default: auto)",
+    )
 
 
 def _usable_out_dir(path: Path) -> Path:
