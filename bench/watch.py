@@ -14,15 +14,14 @@ import threading
 import time
 from pathlib import Path
 
-from inotify_simple import INotify
-from inotify_simple import flags as F
+from camxfer.send import inotify as F
 
 TEMP_PREFIX = "."
 
 
 class ArrivalWatcher:
     def __init__(self, folders: dict[str, Path]) -> None:
-        self._inotify = INotify()
+        self._inotify = F.Inotify()
         self._labels: dict[int, str] = {}
         for label, folder in folders.items():
             folder.mkdir(parents=True, exist_ok=True)
@@ -49,7 +48,7 @@ class ArrivalWatcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            events = self._inotify.read(timeout=100)
+            events = self._inotify.read(100)
             now = time.time()
             with self._lock:
                 for event in events:

@@ -16,19 +16,14 @@ import threading
 import time
 from pathlib import Path
 
+from camxfer.send import inotify as F
 from camxfer.send.completion import WriteState
 
 log = logging.getLogger("camxfer.send")
 
-try:
-    from inotify_simple import INotify
-    from inotify_simple import flags as F
-except ImportError:  # pragma: no cover - the dependency is declared; this is for odd platforms
-    INotify = None
-
-_MASK_NAMES = ("CREATE", "MODIFY", "CLOSE_WRITE", "MOVED_TO", "DELETE", "MOVED_FROM")
+_MASK = F.CREATE | F.MODIFY | F.CLOSE_WRITE | F.MOVED_TO | F.DELETE | F.MOVED_FROM
 MAX_CHANGES = 100_000
-_NEWS = (F.CREATE | F.CLOSE_WRITE | F.MOVED_TO | F.Q_OVERFLOW) if INotify is not None else 0
+_NEWS = F.CREATE | F.CLOSE_WRITE | F.MOVED_TO | F.Q_OVERFLOW
 
 
 class FolderWatcher:
@@ -38,10 +33,8 @@ class FolderWatcher:
         self.root = root
         self.recursive = recursive
         self.states: dict[str, WriteState] = {}
-        self._inotify = INotify()
-        self._mask = 0
-        for name in _MASK_NAMES:
-            self._mask |= getattr(F, name)
+        self._inotify = F.Inotify()
+        self._mask = _MASK
         self._dirs: dict[int, str] = {}  # watch descriptor -> relative folder ('' = root)
         # Names that appeared (True) or went (False) directly in the root, in order, since the
         # planner last took them; None after lost events (the planner must list the folder).
@@ -52,8 +45,6 @@ class FolderWatcher:
 
     @classmethod
     def create(cls, root: Path, *, recursive: bool) -> FolderWatcher | None:
-        if INotify is None:
-            return None
         try:
             return cls(root, recursive=recursive)
         except OSError as exc:
@@ -91,12 +82,12 @@ class FolderWatcher:
         deadline = time.monotonic() + max(timeout_ms, 0) / 1000
         while True:
             left_ms = (deadline - time.monotonic()) * 1000
-            if self._apply(self._inotify.read(timeout=max(0, math.ceil(left_ms)), read_delay=None)):
+            if self._apply(self._inotify.read(max(0, math.ceil(left_ms)))):
                 return True
             if left_ms <= 0:
                 return False
 
-    def _apply(self, events: list) -> bool:
+    def _apply(self, events: list[F.Event]) -> bool:
         # Only a new file (lookahead), a close, a rename in or lost events can make a file
         # ready; writes and deletions (the ring buffer dropping its oldest frame) cannot, and
         # waking the planner for them doubled a live sender's folder listings.
