@@ -21,10 +21,11 @@ import mmap
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from camxfer import libc
 from camxfer.errors import UnsafePathError
 from camxfer.protocol import new_hasher
 from camxfer.recv.direct import DirectWriter, open_direct
@@ -361,18 +362,8 @@ def _open_folder(parent: int, part: str) -> int:
         raise
 
 
-def _load_libc(name: str, *argtypes: type) -> Callable[..., int] | None:
-    try:
-        function = getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = list(argtypes)
-    function.restype = ctypes.c_int
-    return function
-
-
-_syncfs = _load_libc("syncfs", ctypes.c_int)
-_sync_file_range = _load_libc(
+_syncfs = libc.function("syncfs", ctypes.c_int)
+_sync_file_range = libc.function(
     "sync_file_range", ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint
 )
 _SYNC_FILE_RANGE_WRITE = 2
@@ -407,9 +398,7 @@ def sync_sealed(landings: list[FileLanding]) -> bool:
     for landing in landings:
         fds_by_device.setdefault(landing.device, landing.dir_fd)
     for fd in fds_by_device.values():
-        if _syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+        libc.check(_syncfs(fd))
     return True
 
 

@@ -6,15 +6,18 @@ responsible for: what the events mean to a sender (`watch`).
 Why not the inotify_simple package: importing it imports ctypes.util, which brings in
 shutil, bz2, lzma, subprocess, tempfile and random (9.4 ms of every `camxfer send` start-up
 here), and its first instance finds libc by running `/sbin/ldconfig -p` in a subprocess (1.7
-ms). The process itself has libc loaded already: `CDLL(None)` reaches it.
+ms). `camxfer.libc` reaches the libc the process has loaded already.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import select
 import struct
+
+from camxfer import libc
 
 # Event bits (<sys/inotify.h>).
 MODIFY = 0x00000002
@@ -30,6 +33,9 @@ ISDIR = 0x40000000  # the event is about a folder
 
 _HEADER = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
 _READ_BYTES = 64 << 10
+
+_INIT1 = libc.function("inotify_init1", ctypes.c_int)
+_ADD_WATCH = libc.function("inotify_add_watch", ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32)
 
 
 class Event:
@@ -49,7 +55,9 @@ class Inotify:
     """One inotify instance (non-blocking, close-on-exec). Failing calls raise OSError."""
 
     def __init__(self) -> None:
-        self._fd = _check(_libc().inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
+        if _INIT1 is None or _ADD_WATCH is None:
+            raise OSError(errno.ENOSYS, "this C library has no inotify")
+        self._fd = libc.check(_INIT1(os.O_NONBLOCK | os.O_CLOEXEC))
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLIN)
 
@@ -58,7 +66,8 @@ class Inotify:
 
     def add_watch(self, path: str, mask: int) -> int:
         """Watch `path` for the events in `mask`; returns the watch descriptor."""
-        return _check(_libc().inotify_add_watch(self._fd, os.fsencode(path), mask))
+        assert _ADD_WATCH is not None  # checked when the instance was made
+        return libc.check(_ADD_WATCH(self._fd, os.fsencode(path), mask))
 
     def read(self, timeout_ms: int) -> list[Event]:
         """Every event queued, waiting up to `timeout_ms` for the first; [] if none came."""
@@ -90,20 +99,3 @@ def parse_events(data: bytes) -> list[Event]:
         offset += length
         events.append(Event(wd, mask, cookie, os.fsdecode(name)))
     return events
-
-
-_LIBC: ctypes.CDLL | None = None
-
-
-def _libc() -> ctypes.CDLL:
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None, use_errno=True)
-    return _LIBC
-
-
-def _check(result: int) -> int:
-    if result < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return result

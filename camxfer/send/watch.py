@@ -34,7 +34,6 @@ class FolderWatcher:
         self.recursive = recursive
         self.states: dict[str, WriteState] = {}
         self._inotify = F.Inotify()
-        self._mask = _MASK
         self._dirs: dict[int, str] = {}  # watch descriptor -> relative folder ('' = root)
         # Names that appeared (True) or went (False) directly in the root, in order, since the
         # planner last took them; None after lost events (the planner must list the folder).
@@ -57,7 +56,7 @@ class FolderWatcher:
     def _add_tree(self, rel: str) -> None:
         folder = self.root / rel if rel else self.root
         try:
-            wd = self._inotify.add_watch(str(folder), self._mask | (F.ONLYDIR if rel else 0))
+            wd = self._inotify.add_watch(str(folder), _MASK | (F.ONLYDIR if rel else 0))
         except OSError as exc:
             log.debug("cannot watch %s: %s", folder, exc)
             return
