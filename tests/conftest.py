@@ -62,7 +62,30 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 
 def temps_under(root: Path) -> list[Path]:
-    return [p for p in root.rglob(f"{TEMP_PREFIX}*")]
+    """The receivers' temporaries under `root`: named ones, and unnamed (O_TMPFILE) files a
+    process holds open there."""
+    return [*root.rglob(f"{TEMP_PREFIX}*"), *(Path(link) for _pid, link in unnamed_files(root))]
+
+
+def unnamed_files(root: Path, pids: list[int] | None = None) -> list[tuple[int, str]]:
+    """(pid, link) of every unnamed file in a folder under `root` held open by `pids` (default:
+    any process). Its /proc/<pid>/fd link reads '<folder>/#<inode> (deleted)'."""
+    prefix = f"{root.resolve()}/"
+    found = []
+    for pid in pids if pids is not None else [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:  # gone, or not ours to look at
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            name = link.rpartition("/")[2]
+            if link.startswith(prefix) and name.startswith("#") and name.endswith(" (deleted)"):
+                found.append((pid, link))
+    return found
 
 
 def frame_bytes(size: int, seed: int) -> bytes:

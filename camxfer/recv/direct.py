@@ -1,8 +1,8 @@
 """Writing a landing file's bytes with O_DIRECT: straight from the receiver's memory to the disk.
 
 Responsible for: staging the body in an aligned buffer, writing it in whole aligned blocks,
-the padded last block and the truncate back to the true size, and falling back to ordinary
-writes where the filesystem refuses direct I/O. Not responsible for: when to use it (the
+the last partial block through the page cache, and falling back to ordinary writes where the
+filesystem refuses direct I/O. Not responsible for: when to use it (the
 session decides, by `wanted`), checksums or durability (`landing`): a direct write still
 needs the fsync that makes the file's size and the disk's cache durable.
 
@@ -92,25 +92,30 @@ class DirectWriter:
             self._filled += take
             chunk = chunk[take:]
             if self._filled == room:
-                self._write_staged(padded=False)
+                self._write_staged()
         if chunk:  # no longer direct; the stage was emptied when it stopped
             _write_all(self._fd, chunk)
 
-    def finish(self, size: int) -> None:
-        """Write the last staged bytes as whole blocks and cut the file back to `size`."""
-        if not self._filled:
-            return
-        padded = self._direct and self._filled % ALIGN != 0
-        self._write_staged(padded=padded)
-        if padded:
-            os.ftruncate(self._fd, size)
+    def finish(self) -> None:
+        """Write the last staged bytes: the whole blocks direct, the partial one buffered.
 
-    def _write_staged(self, *, padded: bool) -> None:
-        end = self._filled
-        if padded:
-            end += -end % ALIGN
-            # Zeros, not a previous file's bytes, in the block's tail until the truncate.
-            self._stage[self._filled : end] = bytes(end - self._filled)
+        Why not pad the last block and truncate back: the truncate must zero the block's end
+        on disk, and ext4 first reads that block back, synchronously (per 200 KiB file with
+        its fsync: 432 against 399 µs here).
+        """
+        tail = self._filled % ALIGN if self._direct else 0
+        if self._filled > tail:
+            self._write_staged(end=self._filled - tail)  # moves the tail to the stage's start
+        if self._filled:
+            if self._direct:
+                self._fall_back()
+            _write_all(self._fd, self._stage[: self._filled])
+            self._filled = 0
+
+    def _write_staged(self, end: int | None = None) -> None:
+        """Write the first `end` staged bytes (default: all; a multiple of ALIGN while
+        direct) and move the rest to the stage's start."""
+        end = self._filled if end is None else end
         done = 0
         while done < end:
             try:
@@ -120,10 +125,10 @@ class DirectWriter:
                     raise
                 # The filesystem took the open but not this write (an alignment it needs
                 # that we do not meet): go on with ordinary writes, from where this one
-                # stopped, without the padding.
+                # stopped.
                 self._fall_back()
-                end = max(done, self._filled)
-        self._filled = 0
+        self._stage[: self._filled - end] = self._stage[end : self._filled]
+        self._filled -= end
 
     def _fall_back(self) -> None:
         flags = fcntl.fcntl(self._fd, fcntl.F_GETFL)

@@ -5,10 +5,12 @@ and name from the wire into checked path components, and every write goes throug
 `LandingRoot`, which walks those components with directory file descriptors (O_NOFOLLOW at each
 step), so a symlink planted or swapped anywhere under the root cannot lead a write outside it.
 
-A file is written to a temporary name in its final folder, fsynced, linked to its final name
-(link refuses to replace an existing file, unlike rename), and the folder is fsynced; only then
-is it acknowledged (RELIABILITY-NOTES §1). Temporaries carry the writer's pid so a supervisor
-can remove the ones a dead worker left behind.
+A file is written to an unnamed file in its final folder (O_TMPFILE), fsynced, linked to its
+final name (link refuses to replace an existing file, unlike rename), and the folder is fsynced;
+only then is it acknowledged (RELIABILITY-NOTES §1). An unnamed file is never visible to
+readers and vanishes with its writer, whatever kills it. Filesystems without O_TMPFILE get a
+temporary name instead; those names carry the writer's pid so a supervisor can remove the ones
+a dead worker left behind.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ CHECKSUM_XATTR = "user.camxfer.xxh3-128"
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)-\d+$")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# No O_EXCL: that would forbid the link that gives the file its name.
+_UNNAMED_FLAGS = os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC
+# What a filesystem (or a kernel before 3.11) without O_TMPFILE answers.
+_NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
 def check_component(part: str, what: str) -> str:
@@ -119,6 +126,9 @@ class LandingRoot:
         self._active: set[Path] = set()  # temporaries being written, removed on shutdown
         self._lock = threading.Lock()
         self.direct_possible = True  # until the filesystem refuses an O_DIRECT open
+        # Until the filesystem refuses O_TMPFILE. An unnamed file is linked by its /proc path
+        # (linkat with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
+        self.unnamed_possible = os.path.isdir("/proc/self/fd")
 
     def close(self) -> None:
         os.close(self._root_fd)
@@ -188,27 +198,56 @@ class FileLanding:
         self._written = 0
         self.error: OSError | None = None
         self._dir_fd = root.open_folder(folders)
-        self._temp = root.temp_name()
+        self._temp: str | None = None  # the temporary name, where the file has one
+        self._temp_path: Path | None = None
         self._direct: DirectWriter | None = None
         try:
-            self._fd = self._open_temp(direct_stage)
+            fd = self._open_unnamed(direct_stage) if root.unnamed_possible else None
+            self._fd = self._open_named(direct_stage) if fd is None else fd
         except BaseException:
             os.close(self._dir_fd)
             raise
         self._closed = False
         self._sealed = False
-        self._temp_path = root.root.joinpath(*folders, self._temp)
-        root.track(self._temp_path, True)
 
-    def _open_temp(self, direct_stage: mmap.mmap | None) -> int:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    def _open_unnamed(self, direct_stage: mmap.mmap | None) -> int | None:
+        """An O_TMPFILE file in the folder; None where the filesystem has none."""
         if direct_stage is not None and self.root.direct_possible:
-            fd = open_direct(self._temp, flags, self._dir_fd)
-            if fd is not None:
+            try:
+                fd = os.open(".", _UNNAMED_FLAGS | os.O_DIRECT, 0o644, dir_fd=self._dir_fd)
+            except OSError as exc:
+                if exc.errno not in _NO_UNNAMED:
+                    raise
+            else:
                 self._direct = DirectWriter(fd, direct_stage)
                 return fd
+        try:
+            fd = os.open(".", _UNNAMED_FLAGS, 0o644, dir_fd=self._dir_fd)
+        except OSError as exc:
+            if exc.errno not in _NO_UNNAMED:
+                raise
+            self.root.unnamed_possible = False  # stop asking; the named way decides on direct
+            return None
+        if direct_stage is not None:
+            self.root.direct_possible = False  # unnamed works, so O_DIRECT was the refusal
+        return fd
+
+    def _open_named(self, direct_stage: mmap.mmap | None) -> int:
+        self._temp = self.root.temp_name()
+        if direct_stage is not None and self.root.direct_possible:
+            fd = open_direct(self._temp, _TEMP_FLAGS, self._dir_fd)
+            if fd is not None:
+                self._direct = DirectWriter(fd, direct_stage)
+                return self._track(fd)
             self.root.direct_possible = False  # this filesystem refuses it: stop asking
-        return os.open(self._temp, flags, 0o644, dir_fd=self._dir_fd)
+        return self._track(os.open(self._temp, _TEMP_FLAGS, 0o644, dir_fd=self._dir_fd))
+
+    def _track(self, fd: int) -> int:
+        """Register the named temporary, so a shutdown removes it."""
+        assert self._temp is not None
+        self._temp_path = self.root.root.joinpath(*self.folders, self._temp)
+        self.root.track(self._temp_path, True)
+        return fd
 
     @property
     def final_path(self) -> Path:
@@ -245,7 +284,7 @@ class FileLanding:
         try:
             if self._direct is not None and self.error is None:
                 try:
-                    self._direct.finish(self.size)
+                    self._direct.finish()
                 except OSError as exc:
                     self.error = exc
             if self.error is not None:
@@ -259,8 +298,7 @@ class FileLanding:
             raise
         with contextlib.suppress(OSError):  # no user xattrs here: manifests re-read the file
             os.setxattr(self._fd, CHECKSUM_XATTR, self.checksum)
-        if self._direct is None:  # direct writes are on their way to disk already
-            start_writeback(self._fd)
+        start_writeback(self._fd)  # a direct file's only dirty page is its partial last one
         self._sealed = True
 
     def commit(self, dir_syncs: list[int] | None = None, *, data_synced: bool = False) -> Landed:
@@ -276,8 +314,8 @@ class FileLanding:
                 # An fsync error means the data may be gone: never retry it on this fd and
                 # ack (PostgreSQL "fsyncgate"); drop the temp and let the sender resend.
                 os.fsync(self._fd)
-            self._close_fd()
             status = self._link_final()
+            self._close_fd()
             if dir_syncs is None:
                 os.fsync(self._dir_fd)
             else:
@@ -299,31 +337,45 @@ class FileLanding:
 
     def _link_final(self) -> str:
         try:
-            os.link(
-                self._temp,
-                self.name,
-                src_dir_fd=self._dir_fd,
-                dst_dir_fd=self._dir_fd,
-                follow_symlinks=False,
-            )
+            self._link(self.name)
         except FileExistsError:
             if _same_content(self._dir_fd, self.name, self.size, self.checksum):
-                os.unlink(self._temp, dir_fd=self._dir_fd)
+                self._unlink_temp()
                 return "duplicate"
             if not self.root.overwrite:
                 raise ExistsDifferent(
                     f"{self.name} already exists at the destination with different content"
                 ) from None
+            if self._temp is None:  # rename needs a name to move: give the file one first
+                temp = self.root.temp_name()
+                self._link(temp)
+                self._temp = temp
             os.rename(self._temp, self.name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
+            self._temp = None
             return "landed"
-        os.unlink(self._temp, dir_fd=self._dir_fd)
+        self._unlink_temp()
         return "landed"
+
+    def _link(self, name: str) -> None:
+        if self._temp is None:  # unnamed: the still open descriptor's /proc link is the source
+            os.link(f"/proc/self/fd/{self._fd}", name, dst_dir_fd=self._dir_fd)
+        else:
+            os.link(
+                self._temp,
+                name,
+                src_dir_fd=self._dir_fd,
+                dst_dir_fd=self._dir_fd,
+                follow_symlinks=False,
+            )
+
+    def _unlink_temp(self) -> None:
+        if self._temp is not None and self._dir_fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp, dir_fd=self._dir_fd)
 
     def abort(self) -> None:
         self._close_fd()
-        if self._dir_fd >= 0:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._temp, dir_fd=self._dir_fd)
+        self._unlink_temp()
         self._release()
 
     def _close_fd(self) -> None:
@@ -332,7 +384,8 @@ class FileLanding:
             os.close(self._fd)
 
     def _release(self) -> None:
-        self.root.track(self._temp_path, False)
+        if self._temp_path is not None:
+            self.root.track(self._temp_path, False)
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1

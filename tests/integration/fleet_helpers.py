@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from camxfer.frames import frame_name
+from tests.conftest import temps_under
 
 REPO = Path(__file__).resolve().parents[2]
 CAMXFER = [sys.executable, "-m", "camxfer"]
@@ -154,12 +155,8 @@ def final_names(folder: Path) -> list[str]:
 
 
 def temp_files(folder: Path) -> list[str]:
-    return [
-        str(Path(dirpath, name))
-        for dirpath, _dirs, files in os.walk(folder)
-        for name in files
-        if name.startswith(TEMP_PREFIX)
-    ]
+    """Receiver temporaries below `folder`: named ones and open unnamed (O_TMPFILE) ones."""
+    return [str(path) for path in temps_under(folder)]
 
 
 # --- processes -------------------------------------------------------------------------------

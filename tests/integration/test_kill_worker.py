@@ -1,11 +1,11 @@
-"""kill -9 of a receiver worker in the middle of a file: the supervisor restarts it and removes
-its temporaries, the sender resends what was not acknowledged, and everything lands whole.
+"""kill -9 of a receiver worker in the middle of a file: the supervisor restarts it, the file
+it was writing (unnamed) vanishes with it, the sender resends what was not acknowledged, and
+everything lands whole.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from pathlib import Path
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
-    TEMP_PREFIX,
     finish_sender,
     make_frames,
     pid_alive,
     temps_under,
     tree_hashes,
+    unnamed_files,
     wait_until,
 )
 
@@ -27,13 +27,9 @@ SIZE = 1024 * 1024
 
 
 def worker_writing(out: Path, workers: list[int]) -> int | None:
-    """A worker pid that has a temporary file open in `out` right now (it is mid-file)."""
-    pattern = re.compile(re.escape(TEMP_PREFIX) + r"(\d+)-\d+$")
-    for name in os.listdir(out):
-        match = pattern.match(name)
-        if match and int(match[1]) in workers:
-            return int(match[1])
-    return None
+    """A worker pid that has an unnamed file open in `out` right now (it is mid-file)."""
+    writing = unnamed_files(out, workers)
+    return writing[0][0] if writing else None
 
 
 @pytest.mark.parametrize("reuseport", [False, True], ids=["shared-socket", "reuseport"])

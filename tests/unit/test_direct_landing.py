@@ -94,7 +94,7 @@ def test_a_write_the_device_refuses_falls_back_to_ordinary_writes(tmp_path: Path
         writer = DirectWriter(fd, misaligned)  # type: ignore[arg-type]
         for piece in chunks(data, 3):
             writer.write(piece)
-        writer.finish(len(data))
+        writer.finish()
         assert not open_flags(fd) & os.O_DIRECT
     finally:
         os.close(fd)
@@ -112,10 +112,14 @@ def ramfs(tmp_path: Path):
     subprocess.run(["umount", str(mount)], check=True)
 
 
-def test_a_filesystem_without_direct_io_is_written_normally(ramfs: Path, stage) -> None:
+@pytest.mark.parametrize("unnamed", [True, False], ids=["unnamed", "named"])
+def test_a_filesystem_without_direct_io_is_written_normally(
+    ramfs: Path, stage, unnamed: bool
+) -> None:
     """The refused open leaves no file behind, the file lands buffered, and the root stops
-    asking."""
+    asking; with an unnamed file and with a named temporary (filesystems without O_TMPFILE)."""
     root = LandingRoot(ramfs / "out")
+    root.unnamed_possible = unnamed
     try:
         data = b"frame" * 1000
         for name in ("a.jpg", "b.jpg"):
