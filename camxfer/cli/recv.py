@@ -146,7 +146,9 @@ def add_direct_io_argument(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="write files with O_DIRECT, past the page cache: 'auto' does while other "
         "writers keep the machine's dirty data high (cameras on the same host, a busy "
-        "disk), where it costs less CPU and cuts the latency tail; 'always'; 'never'. "
+        "disk), where it costs less CPU and cuts the latency tail, and while copying into "
+        "the page cache measures slow (a VM whose memory balloon takes back free pages); "
+        "'always'; 'never'. "
         "Filesystems without direct I/O are written normally (default: auto)",
     )
 

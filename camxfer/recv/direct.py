@@ -19,8 +19,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import mmap
 import os
+import threading
+import time
+from collections.abc import Callable
 
 from camxfer.buffers import BufferPool
 
@@ -39,8 +43,11 @@ def _anonymous_map(size: int) -> mmap.mmap:
 STAGES: BufferPool[mmap.mmap] = BufferPool(_anonymous_map, STAGE_BYTES, keep=32)
 
 
+log = logging.getLogger("camxfer.recv")
+
 # When the receiver lands files with O_DIRECT (`camxfer recv --direct-io`). "auto": while
-# other writers keep the machine's dirty data high (`others_writing`).
+# other writers keep the machine's dirty data high (`others_writing`), or while writes into
+# the page cache run slow (`PageCacheCost`).
 POLICIES = ("auto", "always", "never")
 # Dirty data beyond a batch's own that means other writers are busy. Measured here: a bulk
 # transfer's other connections keep at most ~25 MiB dirty (each file's writeback starts
@@ -56,6 +63,66 @@ def others_writing(own_dirty: int, dirty: int | None) -> bool:
 def wanted(policy: str, others_writing: bool) -> bool:
     """Whether the next files land with O_DIRECT under `policy`."""
     return policy == "always" or (policy == "auto" and others_writing)
+
+
+# CPU cost of copying into the page cache. It runs at ~4 GB/s here, but on a VM whose balloon
+# reports freed memory to its host (virtio free page reporting) every new page must first be
+# backed again, and the same writes ran at 0.36 GB/s: bulk landed in 1.02 s buffered against
+# 0.55 s with O_DIRECT (docs/performance.md). Below this rate O_DIRECT is the cheaper way.
+SLOW_PAGE_CACHE_BYTES_PER_S = 1.5e9
+# Bytes of a file's first buffered writes timed (each timing costs two ~0.6 µs clock reads),
+# and the fewest that make a reading.
+TIMED_BYTES = 256 << 10
+MEASURED_MIN_BYTES = 64 << 10
+# While landing direct because of it, one file this often still goes buffered, to measure again.
+PROBE_SECONDS = 0.5
+
+
+class PageCacheCost:
+    """How fast a worker's buffered writes copy into the page cache (CPU seconds per byte,
+    shared by its connections), and so whether `auto` should land the next file directly."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate: float | None = None  # bytes per CPU second, averaged over the last readings
+        self._clock = clock
+        self._probe_at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def slow(self) -> bool:
+        return self.rate is not None and self.rate < SLOW_PAGE_CACHE_BYTES_PER_S
+
+    def record(self, nbytes: int, cpu_seconds: float) -> None:
+        """One file's timed buffered writes."""
+        if nbytes < MEASURED_MIN_BYTES or cpu_seconds <= 0:
+            return
+        was_slow = self.slow
+        reading = nbytes / cpu_seconds
+        # Half the weight on the newest: a change of phase shows after one or two files.
+        self.rate = reading if self.rate is None else (self.rate + reading) / 2
+        if self.slow:
+            self._probe_at = self._clock() + PROBE_SECONDS
+        if self.slow != was_slow:
+            log.debug(
+                "writes into the page cache run at %.2f GB/s: %s",
+                self.rate / 1e9,
+                "slow, --direct-io auto lands files with O_DIRECT"
+                if self.slow
+                else "normal, --direct-io auto lands files through the page cache",
+                extra={"event": "page_cache_cost", "gb_per_s": self.rate / 1e9},
+            )
+
+    def skip(self) -> bool:
+        """Whether the next file should skip a slow page cache. Every PROBE_SECONDS one file
+        is landed buffered all the same (this returns False), so a return to normal shows."""
+        if not self.slow:
+            return False
+        with self._lock:
+            now = self._clock()
+            if now < self._probe_at:
+                return True
+            self._probe_at = now + PROBE_SECONDS
+            return False
 
 
 def open_direct(name: str, flags: int, dir_fd: int) -> int | None:

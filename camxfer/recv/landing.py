@@ -23,6 +23,7 @@ import mmap
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,13 @@ from pathlib import Path
 from camxfer import libc
 from camxfer.errors import UnsafePathError
 from camxfer.protocol import new_hasher
-from camxfer.recv.direct import DirectWriter, open_direct
+from camxfer.recv.direct import (
+    MEASURED_MIN_BYTES,
+    TIMED_BYTES,
+    DirectWriter,
+    PageCacheCost,
+    open_direct,
+)
 
 # One path component: no leading dot (so no '.', '..' or hidden files), no separators, no NUL.
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@=,-]{0,254}")
@@ -126,6 +133,7 @@ class LandingRoot:
         self._active: set[Path] = set()  # temporaries being written, removed on shutdown
         self._lock = threading.Lock()
         self.direct_possible = True  # until the filesystem refuses an O_DIRECT open
+        self.page_cache = PageCacheCost()
         # Until the filesystem refuses O_TMPFILE. An unnamed file is linked by its /proc path
         # (linkat with AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
         self.unnamed_possible = os.path.isdir("/proc/self/fd")
@@ -196,6 +204,8 @@ class FileLanding:
         self.checksum = checksum
         self._hasher = new_hasher()
         self._written = 0
+        self._timed = 0  # bytes of the first buffered writes, and their CPU time
+        self._timed_cpu = 0.0
         self.error: OSError | None = None
         self._dir_fd = root.open_folder(folders)
         self._temp: str | None = None  # the temporary name, where the file has one
@@ -266,10 +276,13 @@ class FileLanding:
         try:
             if self._direct is not None:
                 self._direct.write(chunk)
-                return
-            while chunk:
-                n = os.write(self._fd, chunk)
-                chunk = chunk[n:]
+            elif self._timed < TIMED_BYTES:
+                started = time.thread_time()
+                _write_all(self._fd, chunk)
+                self._timed_cpu += time.thread_time() - started
+                self._timed += len(chunk)
+            else:
+                _write_all(self._fd, chunk)
         except OSError as exc:
             self.error = exc
 
@@ -299,6 +312,8 @@ class FileLanding:
         with contextlib.suppress(OSError):  # no user xattrs here: manifests re-read the file
             os.setxattr(self._fd, CHECKSUM_XATTR, self.checksum)
         start_writeback(self._fd)  # a direct file's only dirty page is its partial last one
+        if self._direct is None and self._timed >= MEASURED_MIN_BYTES:
+            self.root.page_cache.record(self._timed, self._timed_cpu)
         self._sealed = True
 
     def commit(self, dir_syncs: list[int] | None = None, *, data_synced: bool = False) -> Landed:
@@ -358,6 +373,8 @@ class FileLanding:
 
     def _link(self, name: str) -> None:
         if self._temp is None:  # unnamed: the still open descriptor's /proc link is the source
+            # With a dir_fd, os.link calls linkat with AT_SYMLINK_FOLLOW; a plain link() would
+            # try to link the /proc symlink itself (EXDEV).
             os.link(f"/proc/self/fd/{self._fd}", name, dst_dir_fd=self._dir_fd)
         else:
             os.link(
@@ -389,6 +406,11 @@ class FileLanding:
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _open_or_make_folder(parent: int, part: str) -> int:

@@ -721,7 +721,11 @@ class Session:
 
     def _direct_stage(self) -> mmap.mmap | None:
         """The aligned buffer for an O_DIRECT landing, or None to land buffered."""
-        if not self._land_direct or not self.root.direct_possible:
+        if not self.root.direct_possible:
+            return None
+        if not self._land_direct and not (
+            self.settings.direct_io == "auto" and self.root.page_cache.skip()
+        ):
             return None
         if self._stage is None:
             self._stage = direct.STAGES.take()

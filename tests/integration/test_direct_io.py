@@ -4,15 +4,20 @@ cache dirty, as cameras writing their rings on the same host do: `auto` switches
 
 from __future__ import annotations
 
+import logging
 import os
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from camxfer.recv import direct
 from camxfer.recv.direct import OTHERS_DIRTY_BYTES
 from camxfer.recv.landing import dirty_bytes
+from camxfer.recv.server import ListenSettings, Worker, open_listener
+from camxfer.recv.session import ReceiverSettings
 from tests.conftest import make_frames, run_sender, tree_hashes, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,3 +68,60 @@ def test_auto_lands_with_o_direct_while_another_writer_is_busy(
     assert result.returncode == 0, result.stderr
     assert tree_hashes(out) == tree_hashes(src)
     assert ("landing with O_DIRECT" in receiver.log()) is lands_direct
+
+
+@pytest.fixture
+def worker_in_process(out: Path) -> Iterator[int]:
+    """A receiver worker in this process (so its threshold can be set), on a real socket."""
+    listen = ListenSettings(listen_ip="127.0.0.1")
+    worker = Worker(open_listener(listen, reuseport=False), ReceiverSettings(out), listen)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        yield worker.listener.getsockname()[1]
+    finally:
+        worker.stop.set()
+        thread.join(10)
+
+
+@pytest.mark.parametrize("slow", [True, False], ids=["slow-page-cache", "fast-page-cache"])
+def test_auto_lands_with_o_direct_while_the_page_cache_measures_slow(
+    worker_in_process: int,
+    src: Path,
+    out: Path,
+    slow: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Where writes into the page cache cost more CPU per byte than the threshold (a VM
+    whose memory balloon took back the free pages), `auto` lands the next files directly.
+    The threshold stands in for the slow memory, which cannot be made on demand."""
+    monkeypatch.setattr(direct, "SLOW_PAGE_CACHE_BYTES_PER_S", 1e18 if slow else 0.0)
+    monkeypatch.setattr(direct, "OTHERS_DIRTY_BYTES", 1 << 50)  # whatever else this host writes
+    make_frames(src, 24, size=300 << 10)
+    with caplog.at_level(logging.DEBUG, logger="camxfer.recv"):
+        result = run_sender(src, worker_in_process, "--once", "--conns", "1", "--json-stats")
+    assert result.returncode == 0, result.stderr
+    # A file landed directly has at most its partial last page in the page cache (looked at
+    # before anything reads the files).
+    landed = list(out.rglob("*.jpg"))
+    direct_files = [p for p in landed if resident_pages(p) <= 1]
+    assert tree_hashes(out) == tree_hashes(src)
+    switched = [r for r in caplog.records if getattr(r, "event", None) == "page_cache_cost"]
+    assert bool(switched) is slow
+    if slow:
+        assert "auto lands files with O_DIRECT" in switched[0].getMessage()
+        assert len(direct_files) >= len(landed) - 3  # the first file measured, maybe probes
+    else:
+        assert direct_files == []
+
+
+def resident_pages(path: Path) -> int:
+    """Pages of `path` in the page cache (util-linux fincore)."""
+    done = subprocess.run(
+        ["fincore", "--raw", "--noheadings", "--output", "PAGES", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(done.stdout.split()[0])

@@ -143,3 +143,55 @@ def test_auto_lands_directly_only_while_others_write() -> None:
     assert not direct.wanted("auto", others_writing=False)
     assert direct.wanted("always", others_writing=False)
     assert not direct.wanted("never", others_writing=True)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_slow_page_cache_sends_files_direct_with_a_buffered_probe_now_and_then() -> None:
+    clock = Clock()
+    cost = direct.PageCacheCost(clock)
+    assert not cost.skip()  # nothing measured yet: buffered
+    cost.record(1 << 20, (1 << 20) / 4e9)  # 4 GB/s
+    assert not cost.slow and not cost.skip()
+    cost.record(1 << 20, (1 << 20) / 0.3e9)  # one slow file: averaged, not yet slow
+    assert not cost.slow
+    cost.record(1 << 20, (1 << 20) / 0.3e9)
+    assert cost.slow
+    assert cost.skip() and cost.skip()
+    clock.now += direct.PROBE_SECONDS
+    assert not cost.skip()  # the probe: this one file goes buffered
+    assert cost.skip()  # and the next ones direct again
+    cost.record(1 << 20, (1 << 20) / 4e9)  # the probe found the page cache fast again
+    assert not cost.slow and not cost.skip()
+
+
+def test_readings_too_small_to_mean_anything_are_ignored() -> None:
+    cost = direct.PageCacheCost()
+    cost.record(direct.MEASURED_MIN_BYTES - 1, 1.0)
+    cost.record(1 << 20, 0.0)
+    assert cost.rate is None and not cost.slow
+
+
+def test_a_buffered_landing_measures_the_page_cache_and_a_direct_one_does_not(
+    root: LandingRoot, stage
+) -> None:
+    data = random.Random(3).randbytes(3 * direct.TIMED_BYTES)
+    buffered = FileLanding(root, ["ev"], "a.jpg", len(data), checksum(data))
+    for piece in chunks(data, 3):
+        buffered.write(piece)
+    buffered.commit()
+    measured = root.page_cache.rate
+    assert measured is not None and measured > 0
+    direct_landing = FileLanding(
+        root, ["ev"], "b.jpg", len(data), checksum(data), direct_stage=stage
+    )
+    direct_landing.write(memoryview(data))
+    direct_landing.commit()
+    assert root.page_cache.rate == measured
+    assert (root.root / "ev" / "a.jpg").read_bytes() == (root.root / "ev" / "b.jpg").read_bytes()
