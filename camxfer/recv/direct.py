@@ -161,7 +161,7 @@ class DirectWriter:
             if self._filled == room:
                 self._write_staged()
         if chunk:  # no longer direct; the stage was emptied when it stopped
-            _write_all(self._fd, chunk)
+            write_all(self._fd, chunk)
 
     def finish(self) -> None:
         """Write the last staged bytes: the whole blocks direct, the partial one buffered.
@@ -176,7 +176,7 @@ class DirectWriter:
         if self._filled:
             if self._direct:
                 self._fall_back()
-            _write_all(self._fd, self._stage[: self._filled])
+            write_all(self._fd, self._stage[: self._filled])
             self._filled = 0
 
     def _write_staged(self, end: int | None = None) -> None:
@@ -203,7 +203,8 @@ class DirectWriter:
         self._direct = False
 
 
-def _write_all(fd: int, data: memoryview) -> None:
+def write_all(fd: int, data: memoryview) -> None:
+    """write() until all of `data` is written."""
     while data:
         written = os.write(fd, data)
         data = data[written:]

@@ -37,6 +37,7 @@ from camxfer.recv.direct import (
     DirectWriter,
     PageCacheCost,
     open_direct,
+    write_all,
 )
 
 # One path component: no leading dot (so no '.', '..' or hidden files), no separators, no NUL.
@@ -278,11 +279,11 @@ class FileLanding:
                 self._direct.write(chunk)
             elif self._timed < TIMED_BYTES:
                 started = time.thread_time()
-                _write_all(self._fd, chunk)
+                write_all(self._fd, chunk)
                 self._timed_cpu += time.thread_time() - started
                 self._timed += len(chunk)
             else:
-                _write_all(self._fd, chunk)
+                write_all(self._fd, chunk)
         except OSError as exc:
             self.error = exc
 
@@ -406,11 +407,6 @@ class FileLanding:
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data) :]
 
 
 def _open_or_make_folder(parent: int, part: str) -> int:
