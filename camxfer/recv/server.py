@@ -4,7 +4,8 @@
 SO_REUSEPORT socket when asked (the kernel spreads connections), otherwise they share one
 listening socket made by the parent. Each worker runs one thread per connection, so one
 worker can serve several persistent sender connections at once. The parent restarts a worker
-that dies and removes the temporaries it left; SIGINT/SIGTERM stop everything gracefully.
+that dies and removes any named temporaries it left (unnamed ones die with it); SIGINT/SIGTERM
+stop everything gracefully.
 """
 
 from __future__ import annotations
