@@ -3,8 +3,8 @@
 Responsible for: a backlog of finished frames per camera (random bytes, backdated), the
 fleet's receivers, `camxfer senders --zmq` serving triggers, and for each of a few triggers
 (each a new ball id, so a new event): the time from just before TriggerClient.trigger() to
-  - first byte: the first receiver temporary file in any camera's destination (the receiver
-    creates it when a file's header arrives), and
+  - first byte: the first write into a file the receiver is landing in any camera's
+    destination (its unnamed file; a named temporary's creation where there is none), and
   - first frame: the first final name (landed: fsynced and linked),
 then the whole event (every camera's frames landed), and checking every landed frame.
 The destination folders `<dest>/<ball>/<camera>` are made before each trigger so inotify can
@@ -88,7 +88,7 @@ def _one_trigger(
     client: TriggerClient, frame_id: str, ball: str, dest: Path, names: list[str]
 ) -> dict[str, Any]:
     folders = {camera: dest / ball / camera for camera in names}
-    with ArrivalWatcher(folders) as watcher:
+    with ArrivalWatcher(folders, writes=True) as watcher:
         began = time.time()
         reply = client.trigger(frame_id, ball)
         replied = time.time()
