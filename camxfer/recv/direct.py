@@ -2,16 +2,18 @@
 
 Responsible for: staging the body in an aligned buffer, writing it in whole aligned blocks,
 the last partial block through the page cache, and falling back to ordinary writes where the
-filesystem refuses direct I/O. Not responsible for: when to use it (the
-session decides, by `wanted`), checksums or durability (`landing`): a direct write still
-needs the fsync that makes the file's size and the disk's cache durable.
+filesystem refuses direct I/O; the inputs to choosing it (`wanted`, and `PageCacheCost`, what
+buffered writes cost here). Not responsible for: the choice itself (the session makes it),
+checksums or durability (`landing`): a direct write still needs the fsync that makes the
+file's size and the disk's cache durable.
 
 Why: an ordinary write copies each byte into new page-cache pages, and later writeback reads
 them out again. On the storage host that work competes with everything else the machine
 does. With six cameras writing their rings on the same two cores, landing with O_DIRECT cut
 the receivers' CPU by about a quarter, and the median of the runs' p99 complete -> landed
 latency from 158 ms to 30 ms (docs/performance.md). With nothing else writing, buffered writes
-with one syncfs per batch stay faster, hence the "auto" policy.
+with one syncfs per batch stay faster, unless the page cache itself is slow (a VM handing its
+free memory back to the host); hence the "auto" policy.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ PROBE_SECONDS = 0.5
 
 
 class PageCacheCost:
-    """How fast a worker's buffered writes copy into the page cache (CPU seconds per byte,
+    """How fast a worker's buffered writes copy into the page cache (bytes per CPU second,
     shared by its connections), and so whether `auto` should land the next file directly."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
