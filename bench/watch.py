@@ -5,8 +5,8 @@ from a thread and recording, per folder, the wall-clock time each name was first
 file the receiver is writing (its first byte: a write into its unnamed file, which inotify
 names `#<inode>`, or a named temporary `.camxfer-tmp-*` created where a filesystem has no
 O_TMPFILE) and the final name (created by link(2) after the data was fsynced: the frame has
-landed). Event times are taken
-when the thread reads the event, so they are late by the thread's wake-up, not early.
+landed). Event times are taken when the thread reads the event, so they are late by the
+thread's wake-up, not early.
 Not responsible for: deciding what the times mean (live, trigger).
 """
 

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from camxfer.frames import frame_name
-from tests.conftest import temps_under
 
 REPO = Path(__file__).resolve().parents[2]
 CAMXFER = [sys.executable, "-m", "camxfer"]
@@ -152,11 +151,6 @@ def final_names(folder: Path) -> list[str]:
         for name in files
         if not name.startswith(TEMP_PREFIX)
     )
-
-
-def temp_files(folder: Path) -> list[str]:
-    """Receiver temporaries below `folder`: named ones and open unnamed (O_TMPFILE) ones."""
-    return [str(path) for path in temps_under(folder)]
 
 
 # --- processes -------------------------------------------------------------------------------

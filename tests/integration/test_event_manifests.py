@@ -22,13 +22,13 @@ from fleet_helpers import (
     receivers,
     run,
     sha256,
-    temp_files,
     trigger_server,
     write_frames,
 )
 
 from camxfer.frames import frame_name
 from camxfer.manifest import Manifest, parse_manifest
+from tests.conftest import temps_under
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -104,7 +104,7 @@ def test_trigger_leaves_a_manifest_per_camera_and_events_reports_it(
         skipped = [(s.name, s.reason) for s in manifest.skipped()]
         assert skipped == [(frame_name(camera, n), MISSING) for n in sorted(GAP[camera])]
         assert manifest.runs[-1].files == len(wanted[camera])
-    assert temp_files(layout.root / "storage") == []
+    assert temps_under(layout.root / "storage") == []
 
     code, listing = events_json(layout)
     assert code == 0

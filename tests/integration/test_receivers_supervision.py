@@ -27,10 +27,11 @@ from fleet_helpers import (
     receivers,
     run,
     sha256,
-    temp_files,
     wait_for,
     write_frames,
 )
+
+from tests.conftest import temps_under
 
 pytestmark = pytest.mark.timeout(60)  # a hang fails the test instead of stalling CI
 
@@ -105,7 +106,7 @@ def test_killed_receiver_is_restarted_and_takes_transfers_again(
     assert result.returncode == 0, result.stdout + result.stderr
     landed = layout.dest("cam01") / "after_restart" / "cam01"
     assert files_under(landed) == {p.name: sha256(p) for p in src.iterdir()}
-    assert temp_files(layout.root / "storage") == []
+    assert temps_under(layout.root / "storage") == []
 
     log = supervisor.text()
     assert log.count("restart #") == 1, log  # the new receiver came up at the first try

@@ -28,10 +28,11 @@ from fleet_helpers import (
     receivers,
     run,
     sha256,
-    temp_files,
     wait_for,
     write_frames,
 )
+
+from tests.conftest import temps_under
 
 pytestmark = pytest.mark.timeout(60)  # a hang fails the test instead of stalling CI
 
@@ -52,7 +53,7 @@ def assert_backlogs_landed(layout: Layout) -> None:
     for camera in CAMERAS:
         want = {p.name: sha256(p) for p in layout.src(camera).iterdir()}
         assert files_under(layout.dest(camera)) == {f"{camera}/{n}": h for n, h in want.items()}
-    assert temp_files(layout.root / "storage") == []
+    assert temps_under(layout.root / "storage") == []
 
 
 def test_once_sends_each_cameras_backlog_to_its_own_folder(

@@ -25,13 +25,13 @@ from fleet_helpers import (
     receivers,
     run,
     sha256,
-    temp_files,
     trigger_server,
     write_frames,
 )
 
 from camxfer.fleet.trigger_client import TriggerClient
 from camxfer.frames import frame_name
+from tests.conftest import temps_under
 
 pytestmark = pytest.mark.timeout(60)  # a hang fails the test instead of stalling CI
 
@@ -71,7 +71,7 @@ def assert_landed_exactly(layout: Layout, ball: str, numbers: dict[str, list[int
             for name, digest in expected_files(layout, camera, numbers[camera]).items()
         }
         assert files_under(ball_dir) == want
-    assert temp_files(layout.root / "storage") == []
+    assert temps_under(layout.root / "storage") == []
 
 
 def assert_status(
@@ -313,4 +313,4 @@ def test_each_disk_holds_only_the_balls_that_were_triggered(
         "storage",
     ]
     assert sorted(Path(layout.root, "storage").iterdir()) == sorted(layout.dest(c) for c in CAMERAS)
-    assert temp_files(layout.root / "storage") == []
+    assert temps_under(layout.root / "storage") == []
