@@ -18,6 +18,7 @@ free memory back to the host); hence the "auto" policy.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -67,17 +68,23 @@ def wanted(policy: str, others_writing: bool) -> bool:
     return policy == "always" or (policy == "auto" and others_writing)
 
 
-# CPU cost of copying into the page cache. It runs at ~4 GB/s here, but on a VM whose balloon
-# reports freed memory to its host (virtio free page reporting) every new page must first be
-# backed again, and the same writes ran at 0.36 GB/s: bulk landed in 1.02 s buffered against
-# 0.55 s with O_DIRECT (docs/performance.md). Below this rate O_DIRECT is the cheaper way.
-SLOW_PAGE_CACHE_BYTES_PER_S = 1.5e9
+# CPU cost of copying into the page cache. It runs at 1-4 GB/s here (the low end with four
+# workers on two cores), but on a VM whose balloon reports freed memory to its host (virtio
+# free page reporting) every new page must first be backed again, and the same writes ran at
+# 0.25-0.47 GB/s: bulk landed in 1.02 s buffered against 0.55 s with O_DIRECT
+# (docs/performance.md). Below this rate O_DIRECT is the cheaper way.
+SLOW_PAGE_CACHE_BYTES_PER_S = 0.8e9
 # Bytes of a file's first buffered writes timed (each timing costs two ~0.6 µs clock reads),
 # and the fewest that make a reading.
 TIMED_BYTES = 256 << 10
 MEASURED_MIN_BYTES = 64 << 10
+# The rate is the median of a worker's last readings, and is judged from the third on. One odd
+# file must not flip the choice: a forked worker's first write also copies the pages it
+# shares with its parent, and read 0.27 GB/s while every later one read 2-4 GB/s.
+READINGS = 5
+MIN_READINGS = 3
 # While landing direct because of it, one file this often still goes buffered, to measure again.
-PROBE_SECONDS = 0.5
+PROBE_SECONDS = 0.2
 
 
 class PageCacheCost:
@@ -85,7 +92,8 @@ class PageCacheCost:
     shared by its connections), and so whether `auto` should land the next file directly."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate: float | None = None  # bytes per CPU second, averaged over the last readings
+        self.rate: float | None = None  # the median of the last READINGS readings (upper, if even)
+        self._readings: collections.deque[float] = collections.deque(maxlen=READINGS)
         self._clock = clock
         self._probe_at = 0.0
         self._lock = threading.Lock()
@@ -98,13 +106,15 @@ class PageCacheCost:
         """One file's timed buffered writes."""
         if nbytes < MEASURED_MIN_BYTES or cpu_seconds <= 0:
             return
-        was_slow = self.slow
-        reading = nbytes / cpu_seconds
-        # Half the weight on the newest: a change of phase shows after one or two files.
-        self.rate = reading if self.rate is None else (self.rate + reading) / 2
-        if self.slow:
-            self._probe_at = self._clock() + PROBE_SECONDS
+        with self._lock:
+            was_slow = self.slow
+            self._readings.append(nbytes / cpu_seconds)
+            if len(self._readings) >= MIN_READINGS:
+                self.rate = sorted(self._readings)[len(self._readings) // 2]  # median
+            if self.slow:
+                self._probe_at = self._clock() + PROBE_SECONDS
         if self.slow != was_slow:
+            assert self.rate is not None
             log.debug(
                 "writes into the page cache run at %.2f GB/s: %s",
                 self.rate / 1e9,
