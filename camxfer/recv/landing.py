@@ -24,7 +24,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,9 +195,12 @@ class FileLanding:
         checksum: bytes,
         *,
         direct_stage: mmap.mmap | None = None,
+        folder_fd: int | None = None,
     ):
         """With `direct_stage`, the body is written with O_DIRECT through that buffer
-        (camxfer.recv.direct), where the filesystem allows it."""
+        (camxfer.recv.direct), where the filesystem allows it. With `folder_fd`, the folder
+        at `folders` is the caller's, open already (`BatchFolders`): the landing borrows the
+        descriptor and never closes it."""
         self.root = root
         self.folders = folders
         self.name = name
@@ -208,7 +211,8 @@ class FileLanding:
         self._timed = 0  # bytes of the first buffered writes, and their CPU time
         self._timed_cpu = 0.0
         self.error: OSError | None = None
-        self._dir_fd = root.open_folder(folders)
+        self._owns_folder = folder_fd is None
+        self._dir_fd = root.open_folder(folders) if folder_fd is None else folder_fd
         self._temp: str | None = None  # the temporary name, where the file has one
         self._temp_path: Path | None = None
         self._direct: DirectWriter | None = None
@@ -216,7 +220,8 @@ class FileLanding:
             fd = self._open_unnamed(direct_stage) if root.unnamed_possible else None
             self._fd = self._open_named(direct_stage) if fd is None else fd
         except BaseException:
-            os.close(self._dir_fd)
+            if self._owns_folder:
+                os.close(self._dir_fd)
             raise
         self._closed = False
         self._sealed = False
@@ -317,13 +322,14 @@ class FileLanding:
             self.root.page_cache.record(self._timed, self._timed_cpu)
         self._sealed = True
 
-    def commit(self, dir_syncs: list[int] | None = None, *, data_synced: bool = False) -> Landed:
+    def commit(self, *, data_synced: bool = False, sync_folder: bool = True) -> Landed:
         """Make the file durable under its final name; on any failure the temp is removed.
 
-        With `dir_syncs`, the folder is not fsynced here: a duplicate of its descriptor is
-        appended, and the caller must fsync it before acknowledging the file (group commit).
         With `data_synced`, the caller has already made the sealed file's data durable.
+        Without `sync_folder` (only for a borrowed `folder_fd`), the folder is not fsynced
+        here: the caller must fsync it before acknowledging the file (group commit).
         """
+        assert sync_folder or not self._owns_folder, "only the folder's owner can sync it later"
         self.seal()
         try:
             if not data_synced:
@@ -332,10 +338,8 @@ class FileLanding:
                 os.fsync(self._fd)
             status = self._link_final()
             self._close_fd()
-            if dir_syncs is None:
+            if sync_folder:
                 os.fsync(self._dir_fd)
-            else:
-                dir_syncs.append(os.dup(self._dir_fd))
             return Landed(status, self.final_path)
         except BaseException:
             self.abort()
@@ -346,10 +350,6 @@ class FileLanding:
     @property
     def dir_fd(self) -> int:
         return self._dir_fd
-
-    @property
-    def device(self) -> int:
-        return os.fstat(self._dir_fd).st_dev
 
     def _link_final(self) -> str:
         try:
@@ -404,9 +404,48 @@ class FileLanding:
     def _release(self) -> None:
         if self._temp_path is not None:
             self.root.track(self._temp_path, False)
-        if self._dir_fd >= 0:
+        if self._dir_fd >= 0 and self._owns_folder:
             os.close(self._dir_fd)
-            self._dir_fd = -1
+        self._dir_fd = -1
+
+
+class BatchFolders:
+    """The folders of one group commit's files, each opened once and fsynced once.
+
+    A session lands a batch of files, nearly always into one folder; opening it per file
+    cost three system calls and a close, and fsyncing it per file a dup, an fstat and a
+    close more. The descriptors live only until the batch is acknowledged, so a folder
+    removed or replaced between batches is opened afresh, as before.
+    """
+
+    def __init__(self, root: LandingRoot) -> None:
+        self._root = root
+        self._fds: dict[tuple[str, ...], int] = {}
+
+    def open(self, folders: Sequence[str]) -> int:
+        """The open folder at `folders` under the root (made as needed); do not close it."""
+        key = tuple(folders)
+        fd = self._fds.get(key)
+        if fd is None:
+            fd = self._fds[key] = self._root.open_folder(key)
+        return fd
+
+    def sync(self, folders: Iterable[tuple[str, ...]]) -> dict[tuple[str, ...], bool]:
+        """Fsync each of `folders` once; whether each is durable (False: its fsync failed)."""
+        synced = {}
+        for key in folders:
+            if key not in synced:
+                try:
+                    os.fsync(self._fds[key])
+                    synced[key] = True
+                except OSError:
+                    synced[key] = False
+        return synced
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, {}
+        for fd in fds.values():
+            os.close(fd)
 
 
 def _open_or_make_folder(parent: int, part: str) -> int:
@@ -466,8 +505,8 @@ def sync_sealed(landings: list[FileLanding]) -> bool:
     if len(landings) < 2 or _syncfs is None:
         return False
     fds_by_device: dict[int, int] = {}
-    for landing in landings:
-        fds_by_device.setdefault(landing.device, landing.dir_fd)
+    for fd in {landing.dir_fd for landing in landings}:  # files of a batch share folders
+        fds_by_device.setdefault(os.fstat(fd).st_dev, fd)
     for fd in fds_by_device.values():
         libc.check(_syncfs(fd))
     return True

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import logging
 import mmap
-import os
 import select
 import socket
 import threading
@@ -29,6 +28,7 @@ from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv import direct
 from camxfer.recv.inbox import ConnectionClosed, Inbox
 from camxfer.recv.landing import (
+    BatchFolders,
     ChecksumMismatch,
     ExistsDifferent,
     FileLanding,
@@ -100,6 +100,7 @@ class Unacked:
     fixed: FixedHeader
     name: str
     landing: FileLanding | None = None  # sealed: made durable and linked at the flush
+    folders: tuple[str, ...] = ()  # where it lands (a key of the session's BatchFolders)
     reply: Reply | None = None  # decided already (refused before the flush)
     camera: str = "-"  # metrics label (from the destination)
     started: float = 0.0  # monotonic time its header arrived (for the durable latency)
@@ -137,6 +138,7 @@ class Session:
         self.announced: int | None = None
         self.received = 0
         self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
+        self._folders = BatchFolders(root)  # the pending files' folders, open until the flush
         # Authentication (only with settings.auth_key): see _authenticate.
         self.failures = failures or auth.FailureCounter()
         self._authenticated = False
@@ -210,6 +212,7 @@ class Session:
             for item in self._pending:  # never acknowledged: the sender resends them
                 if item.landing is not None:
                     item.landing.abort()
+            self._folders.close()
             self.sock.close()
             if self._metrics:
                 self._metrics.receiver_connections.dec()
@@ -452,10 +455,9 @@ class Session:
             data_synced = len(landings) > 1 and pays_off and sync_sealed(landings)
         except OSError as exc:
             data_synced, sync_error = False, exc
-        folder_fds: list[int | None] = []
+        linked: list[Unacked] = []  # landed or duplicate: acked once its folder is durable
         try:
             for item in pending:
-                fds: list[int] = []
                 self._camera = item.camera
                 if item.landing is not None and sync_error is not None:
                     item.landing.abort()
@@ -466,13 +468,23 @@ class Session:
                         f"cannot make {item.name} durable: {sync_error.strerror}",
                     )
                 elif item.landing is not None:
-                    item.reply = self._commit(item, data_synced, fds)
-                folder_fds.append(fds[0] if fds else None)
-            replies = self._sync_folders(pending, folder_fds)
+                    item.reply = self._commit(item, data_synced)
+                    if item.reply.status in (Status.OK, Status.DUPLICATE):
+                        linked.append(item)
+            durable = self._folders.sync(item.folders for item in linked)
+        except BaseException:
+            for item in pending:  # before their folders close (a no-op for those linked)
+                if item.landing is not None:
+                    item.landing.abort()
+            raise
         finally:
-            for fd in folder_fds:
-                if fd is not None:
-                    os.close(fd)
+            self._folders.close()
+        for item in linked:
+            if not durable[item.folders]:
+                item.reply = Reply(
+                    item.fixed.seq, Status.IO_ERROR, "cannot make the folder durable"
+                )
+        replies = [item.reply for item in pending]
         try:
             self.sock.sendall(b"".join(self._encode(reply) for reply in replies))
         except OSError as exc:
@@ -487,28 +499,6 @@ class Session:
         for started, camera in self._durable:
             self._metrics.durable_seconds.labels(camera).observe(now - started)
         self._durable.clear()
-
-    @staticmethod
-    def _sync_folders(pending: list[Unacked], folder_fds: list[int | None]) -> list[Reply]:
-        """Fsync each landed file's folder once; a file whose folder failed gets IO_ERROR."""
-        synced: dict[tuple[int, int], bool] = {}
-        replies = []
-        for item, fd in zip(pending, folder_fds, strict=True):
-            reply = item.reply
-            assert reply is not None
-            if fd is not None:
-                st = os.fstat(fd)
-                key = (st.st_dev, st.st_ino)
-                if key not in synced:
-                    try:
-                        os.fsync(fd)
-                        synced[key] = True
-                    except OSError:
-                        synced[key] = False
-                if not synced[key]:
-                    reply = Reply(reply.seq, Status.IO_ERROR, "cannot make the folder durable")
-            replies.append(reply)
-        return replies
 
     def _serve_messages(self) -> None:
         while True:
@@ -609,7 +599,13 @@ class Session:
             folders, final = resolve_destination(self.settings.out_dir, dest, name)
             stage = self._direct_stage()
             landing = FileLanding(
-                self.root, folders, final, fixed.size, fixed.checksum, direct_stage=stage
+                self.root,
+                folders,
+                final,
+                fixed.size,
+                fixed.checksum,
+                direct_stage=stage,
+                folder_fd=self._folders.open(folders),
             )
         except UnsafePathError as exc:
             self._drain(fixed.size)
@@ -628,14 +624,21 @@ class Session:
             return refused(Status.CHECKSUM_MISMATCH, str(exc))
         except OSError as exc:
             return refused(_status_for(exc), f"cannot land {name}: {exc.strerror}")
-        return Unacked(fixed, name, landing=landing, camera=self._camera, started=started)
+        return Unacked(
+            fixed,
+            name,
+            landing=landing,
+            folders=tuple(folders),
+            camera=self._camera,
+            started=started,
+        )
 
-    def _commit(self, item: Unacked, data_synced: bool, dir_syncs: list[int]) -> Reply:
-        """Link a sealed file under its final name; its folder fd goes to `dir_syncs`."""
+    def _commit(self, item: Unacked, data_synced: bool) -> Reply:
+        """Link a sealed file under its final name; the flush then fsyncs its folder."""
         fixed, name, landing = item.fixed, item.name, item.landing
         assert landing is not None
         try:
-            landed = landing.commit(dir_syncs, data_synced=data_synced)
+            landed = landing.commit(data_synced=data_synced, sync_folder=False)
         except ExistsDifferent as exc:
             return self._refuse(fixed, name, Status.EXISTS_DIFFERENT, str(exc))
         except UnsafePathError as exc:

@@ -5,6 +5,8 @@ and nothing but whole, verified files is ever visible.
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import socket
 from pathlib import Path
 
@@ -79,4 +81,34 @@ def test_connection_cut_mid_batch_acks_nothing_unlanded(receivers, out: Path) ->
     for path in out.iterdir():
         assert path.read_bytes() == data[path.name]
     assert "frame_camera01_000000005.jpg" not in {p.name for p in out.iterdir()}
+    assert temps_under(out) == []
+
+
+def test_one_batch_into_several_folders_lands_each_file_in_its_own(receivers, out: Path) -> None:
+    """One pipelined run whose files alternate between three destinations, then a second run
+    after one destination was removed: every file lands whole where it was sent."""
+    receiver = receivers(out, "--use-dest-paths")
+    dests = ["ev1/cam1", "ev1/cam2", "ev2"]
+    sent: dict[str, bytes] = {}
+    messages = []
+    for seq in range(1, 10):
+        dest, name = dests[seq % 3], f"frame_camera01_{seq:09d}.jpg"
+        sent[f"{dest}/{name}"] = bytes([seq]) * (40_000 + seq)
+        messages.append(file_message(seq, name, sent[f"{dest}/{name}"], dest))
+    with hello(receiver.port) as peer:
+        peer.sock.sendall(b"".join(messages))
+        replies = [peer.reply() for _ in range(9)]
+        assert [(r.seq, r.status) for r in replies] == [(s, Status.OK) for s in range(1, 10)]
+        shutil.rmtree(out / "ev2")  # between two batches: the next file makes it again
+        again = bytes([99]) * 1000
+        peer.sock.sendall(file_message(10, "again.jpg", again, "ev2") + protocol.encode_end(11))
+        peer.sock.shutdown(socket.SHUT_WR)
+        assert [(r.seq, r.status) for r in peer.until_closed()] == [
+            (10, Status.OK),
+            (11, Status.OK),
+        ]
+    expected = {k: v for k, v in sent.items() if not k.startswith("ev2/")} | {
+        "ev2/again.jpg": again
+    }
+    assert tree_hashes(out) == {k: hashlib.sha256(v).hexdigest() for k, v in expected.items()}
     assert temps_under(out) == []

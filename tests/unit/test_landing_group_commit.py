@@ -13,6 +13,7 @@ import pytest
 from camxfer.protocol import new_hasher
 from camxfer.recv.landing import (
     SYNCFS_SLACK_BYTES,
+    BatchFolders,
     ChecksumMismatch,
     FileLanding,
     LandingRoot,
@@ -24,10 +25,12 @@ from camxfer.recv.landing import (
 from tests.conftest import temps_under
 
 
-def sealed(root: LandingRoot, folders: list[str], name: str, data: bytes) -> FileLanding:
+def sealed(
+    root: LandingRoot, folders: list[str], name: str, data: bytes, folder_fd: int | None = None
+) -> FileLanding:
     hasher = new_hasher()
     hasher.update(data)
-    landing = FileLanding(root, folders, name, len(data), hasher.digest())
+    landing = FileLanding(root, folders, name, len(data), hasher.digest(), folder_fd=folder_fd)
     landing.write(memoryview(data))
     landing.seal()
     return landing
@@ -51,17 +54,19 @@ def test_batch_across_two_filesystems_lands_whole(root_with_mount: Path) -> None
     root = LandingRoot(out)
     files = {("disk", f"f{i}.jpg"): os.urandom(30_000 + i) for i in range(3)}
     files |= {("mounted", f"g{i}.jpg"): os.urandom(20_000 + i) for i in range(3)}
+    folders = BatchFolders(root)
     try:
-        batch = [sealed(root, [folder], name, data) for (folder, name), data in files.items()]
-        assert len({landing.device for landing in batch}) == 2
+        batch = [
+            sealed(root, [folder], name, data, folders.open([folder]))
+            for (folder, name), data in files.items()
+        ]
+        assert len({os.fstat(landing.dir_fd).st_dev for landing in batch}) == 2
         assert sync_sealed(batch) is True
-        folder_fds: list[int] = []
         for landing in batch:
-            assert landing.commit(folder_fds, data_synced=True).status == "landed"
-        for fd in folder_fds:
-            os.fsync(fd)
-            os.close(fd)
+            assert landing.commit(data_synced=True, sync_folder=False).status == "landed"
+        assert folders.sync([("disk",), ("mounted",)]) == {("disk",): True, ("mounted",): True}
     finally:
+        folders.close()
         root.close()
     for (folder, name), data in files.items():
         assert (out / folder / name).read_bytes() == data
