@@ -225,6 +225,7 @@ class FileLanding:
             raise
         self._closed = False
         self._sealed = False
+        self._writeback_started = False
 
     def _open_unnamed(self, direct_stage: mmap.mmap | None) -> int | None:
         """An O_TMPFILE file in the folder; None where the filesystem has none."""
@@ -317,10 +318,19 @@ class FileLanding:
             raise
         with contextlib.suppress(OSError):  # no user xattrs here: manifests re-read the file
             os.setxattr(self._fd, CHECKSUM_XATTR, self.checksum)
-        start_writeback(self._fd)  # a direct file's only dirty page is its partial last one
+        if self.size >= EARLY_WRITEBACK_BYTES:  # of a direct file, only its partial last page
+            start_writeback(self._fd)
+            self._writeback_started = True
         if self._direct is None and self._timed >= MEASURED_MIN_BYTES:
             self.root.page_cache.record(self._timed, self._timed_cpu)
         self._sealed = True
+
+    def start_writeback(self) -> None:
+        """Start writing a sealed file's data back, if its seal did not: before fsyncing
+        several files one by one, so their writes go to the disk together."""
+        if self._sealed and not self._closed and not self._writeback_started:
+            start_writeback(self._fd)
+            self._writeback_started = True
 
     def commit(self, *, data_synced: bool = False, sync_folder: bool = True) -> Landed:
         """Make the file durable under its final name; on any failure the temp is removed.
@@ -479,13 +489,19 @@ _sync_file_range = libc.function(
 _SYNC_FILE_RANGE_WRITE = 2
 
 
+# The smallest file whose writeback is started as soon as it is sealed. Smaller files wait
+# for the batch's sync, which writes them together: starting each on its own cost the
+# receiver 8-11 % more CPU on 100-300 KiB frames (an I/O and a virtio kick per file).
+EARLY_WRITEBACK_BYTES = 512 << 10
+
+
 def start_writeback(fd: int) -> None:
     """Ask the kernel to start writing a whole file's dirty pages to disk now, without waiting.
 
     The file's data then goes to disk while the next files arrive, instead of all at once in
     the batch's syncfs or fsync, which finds most of it already written (bulk: about 10 %
-    faster here). It promises nothing: durability still comes from that sync; an error here
-    is ignored, and the sync reports it.
+    faster here; only for files of EARLY_WRITEBACK_BYTES or more). It promises nothing:
+    durability still comes from that sync; an error here is ignored, and the sync reports it.
     """
     if _sync_file_range is not None:
         _sync_file_range(fd, 0, 0, _SYNC_FILE_RANGE_WRITE)

@@ -453,6 +453,10 @@ class Session:
                 others = direct.others_writing(own_dirty, dirty)
                 self._choose_direct(direct.wanted(self.settings.direct_io, others), dirty)
             data_synced = len(landings) > 1 and pays_off and sync_sealed(landings)
+            if not data_synced and len(landings) > 1:
+                # An fsync each: the disk takes all their writes first, then each waits.
+                for landing in landings:
+                    landing.start_writeback()
         except OSError as exc:
             data_synced, sync_error = False, exc
         linked: list[Unacked] = []  # landed or duplicate: acked once its folder is durable
