@@ -488,6 +488,15 @@ class Planner:
         # Both sets hold only numbers in [start, end), and no number is in both.
         return len(self._inflight_numbers) + len(self._final_above) >= end - start
 
+    @property
+    def backlog_handed_out(self) -> bool:
+        """--once: every backlog file is in flight, so a scan could hand out nothing. (A file
+        sent back for a recheck, or one not yet judged complete, is not in flight.)"""
+        if self.backlog is None:
+            return False
+        in_flight = self._inflight_numbers if self.numbered else self._inflight_names
+        return len(self.backlog) == len(in_flight)
+
     def expected_next_path(self) -> Path | None:
         """The next frame's path, when numbering predicts it (checked cheaply between listings)."""
         if not self.numbered or self.next_unresolved is None:

@@ -197,8 +197,10 @@ class SendRun:
             if planner.finished and not self._outstanding:
                 return
             now = time.monotonic()
-            if woke or planner.waiting_for_completion or now - last_listing >= poll_s:
-                # (--once: only files sent back for a recheck come out of the planner here.)
+            due = woke or planner.waiting_for_completion or now - last_listing >= poll_s
+            # --once: only files sent back for a recheck, or not yet complete, come out of the
+            # planner here; while every backlog file is in flight a scan (O(backlog)) is idle.
+            if due and not planner.backlog_handed_out:
                 for item in planner.scan():
                     self._outstanding[item.rel] = item
                     work.put(item)
