@@ -238,10 +238,14 @@ class ConnectionWorker(threading.Thread):
             hasher = new_hasher()
             view = memoryview(self._buffer)
             total = 0
-            with open(fd, "rb", buffering=0, closefd=False) as f:
-                while n := f.readinto(self._buffer):
-                    hasher.update(view[:n])
-                    total += n
+            # Read the size fstat gave, not to EOF: that saves a read per file. A file that
+            # grew or shrank meanwhile fails the size and mtime checks below.
+            while total < before.st_size:
+                n = os.readv(fd, [view[: before.st_size - total]])
+                if not n:
+                    break
+                hasher.update(view[:n])
+                total += n
             after = os.fstat(fd)
         except OSError as exc:
             os.close(fd)
