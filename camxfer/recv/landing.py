@@ -551,10 +551,16 @@ def dirty_bytes(meminfo: str = "/proc/meminfo") -> int | None:
     """Bytes of page cache waiting to be written or being written (Dirty + Writeback)."""
     total = 0
     try:
-        with open(meminfo, "rb") as f:
-            for line in f:
-                if line.startswith((b"Dirty:", b"Writeback:")):
-                    total += int(line.split()[1]) * 1024
+        # One read of the whole file (~1.5 KiB): open() would add an fstat, an ioctl, a
+        # seek and more reads, on every batch.
+        fd = os.open(meminfo, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            text = os.read(fd, 1 << 16)
+        finally:
+            os.close(fd)
+        for line in text.splitlines():
+            if line.startswith((b"Dirty:", b"Writeback:")):
+                total += int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return total
