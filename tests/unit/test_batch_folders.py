@@ -16,7 +16,9 @@ def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-def land(root: LandingRoot, folders: BatchFolders, where: list[str], name: str, data: bytes):
+def land(
+    root: LandingRoot, folders: BatchFolders, where: list[str], name: str, data: bytes
+) -> FileLanding:
     hasher = new_hasher()
     hasher.update(data)
     landing = FileLanding(
@@ -50,8 +52,8 @@ def test_landings_borrow_the_folder_and_leave_it_open(tmp_path: Path) -> None:
     refused.abort()
     for landing in landings:
         assert landing.commit(sync_folder=False).status == "landed"
-    folder = folders.open(["ev"])
-    os.fstat(folder)  # still open: the landings did not close it
+    # Still open, on the same folder: the landings did not close it.
+    assert os.path.samestat(os.fstat(folders.open(["ev"])), os.stat(out / "ev"))
     assert folders.sync([("ev",), ("ev",)]) == {("ev",): True}
     folders.close()
     root.close()
