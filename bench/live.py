@@ -8,7 +8,8 @@ the final name appears at the destination, seen by inotify: the data is fsynced 
 the folder fsync is still to come), the backlog each second (frames closed minus frames
 landed) and whether it grows; checking every landed frame's bytes. If the machine cannot
 keep up with the asked cameras, it tries again with half as many and reports both.
-Also runs the trigger-to-first-byte measure (`bench.trigger`).
+Also runs the trigger-to-first-byte measure (`bench.trigger`), and `bench.disk_probe` on the
+destination's filesystem during the capture: the disk's own write latency, beside the frames'.
 Not responsible for: writing frames (camxfer.tools.live_camera).
 """
 
@@ -30,6 +31,7 @@ import xxhash
 from bench import trigger
 from bench.dataset import MIB
 from bench.destinations import mark_top_dir
+from bench.disk_probe import summary as disk_probe_summary
 from bench.fleet import (
     CAMXFER,
     RECEIVER_WORKERS,
@@ -89,6 +91,7 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float, conns: int
     samples: list[tuple[float, int, int]] = []  # (t since start, written, landed)
     outcome: dict[str, Any] = {}
     senders: list[Proc] = []
+    disk_probe: Proc | None = None
     receivers = start_receivers(root / "camera_config.json", ports, logs, f"live-recv-{cameras}")
     own_cpu = resource.getrusage(resource.RUSAGE_SELF)
     capture_s = drained_s = 0.0
@@ -113,6 +116,14 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float, conns: int
             except Exception as exc:  # reported, and the run counts as failed
                 outcome["error"] = f"cameras: {exc}"
 
+        dest.mkdir(parents=True, exist_ok=True)
+        probe_log = logs / f"live-{cameras}-disk-probe.log"
+        probe_log.unlink(missing_ok=True)
+        disk_probe = Proc(
+            [sys.executable, "-m", "bench.disk_probe", str(dest), str(probe_log)],
+            logs,
+            f"live-{cameras}-disk-probe",
+        )
         with ArrivalWatcher({camera: dest / camera for camera in names}) as watcher:
             began = time.time()
             thread = threading.Thread(target=cameras_body, name="live-cameras")
@@ -121,12 +132,16 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float, conns: int
                 thread.join(max(0.0, 1.0 - (time.time() - began) % 1.0))
                 samples.append((time.time() - began, len(completions), watcher.landed_count()))
             capture_s = time.time() - began
+            disk = disk_probe_summary(probe_log, began, began + capture_s)
+            disk_probe.stop()
             deadline = time.time() + DRAIN_S
             while watcher.landed_count() < len(completions) and time.time() < deadline:
                 time.sleep(0.1)
             drained_s = time.time() - began - capture_s
             landed = {c: dict(times) for c, times in watcher.landed.items()}
     finally:
+        if disk_probe is not None:
+            disk_probe.stop()
         sender_cpu = sum(proc.stop().cpu_s for proc in senders)
         receiver_cpu = receivers.stop().cpu_s
     cameras_cpu = _cpu_since(own_cpu)
@@ -195,6 +210,8 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float, conns: int
             "cameras_and_harness": round(cameras_cpu / (capture_s + drained_s), 2),
         },
         "sender_stats": sender_stats,
+        # The disk's own latency meanwhile: 1 MiB O_DIRECT + fdatasync every 0.1 s, in dest.
+        "disk_probe_ms": disk,
     }
 
 
@@ -232,6 +249,12 @@ def _print_run(run: dict[str, Any]) -> None:
         f"{run['cpu_per_s']['receivers']}, cameras + harness "
         f"{run['cpu_per_s']['cameras_and_harness']} (of {os.cpu_count()} CPUs)"
     )
+    disk = run.get("disk_probe_ms") or {}
+    if disk.get("samples"):
+        print(
+            f"    the disk meanwhile (1 MiB O_DIRECT write + fdatasync every 0.1 s): "
+            f"p50 {disk['p50']:.1f} ms, p99 {disk['p99']:.1f} ms, max {disk['max']:.1f} ms"
+        )
     p99s = [s["latency_ms"]["p99"] for s in run["sender_stats"] if "latency_ms" in s]
     if p99s:
         print(f"    senders' own ready -> acked p99: {', '.join(f'{p:.0f}' for p in p99s)} ms")
