@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.dataset import MIB
+from bench.stats import percentile
 
 PROBE_NAME = ".disk-probe"
 SLOTS = 16  # the probe rewrites 16 MiB in turn: a fresh block each time, no growing file
@@ -60,14 +61,14 @@ def summary(log: Path, start: float, end: float) -> dict[str, Any]:
             when, took = line.split()
             if start <= float(when) - float(took) / 1000 <= end:
                 millis.append(float(took))
-    millis.sort()
-
-    def at(q: float) -> float:
-        return round(millis[min(len(millis) - 1, round(q * (len(millis) - 1)))], 1)
-
     if not millis:
         return {"samples": 0}
-    return {"samples": len(millis), "p50": at(0.5), "p99": at(0.99), "max": round(millis[-1], 1)}
+    return {
+        "samples": len(millis),
+        "p50": round(percentile(millis, 0.5), 1),
+        "p99": round(percentile(millis, 0.99), 1),
+        "max": round(max(millis), 1),
+    }
 
 
 def main() -> None:

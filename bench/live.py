@@ -42,6 +42,7 @@ from bench.fleet import (
 )
 from bench.procs import BenchError, Proc
 from bench.report import Target, below
+from bench.stats import percentile
 from bench.watch import ArrivalWatcher
 from camxfer.frames import frame_number
 from camxfer.tools.live_camera import FrameCompletion, LiveSettings, LiveSummary, run_live
@@ -51,11 +52,6 @@ RING_SECONDS = 5.0
 SENDER_START_S = 2.0  # senders import, list the (empty) folder and set up inotify
 DRAIN_S = 20.0  # after the cameras stop, how long the senders may take to catch up
 P99_GOAL_MS = 50.0
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def _slope(samples: list[tuple[float, int]]) -> float:
@@ -193,8 +189,8 @@ def live_run(workdir: Path, cameras: int, fps: float, seconds: float, conns: int
         "camera_dropped": summary.dropped if summary else None,
         "mb_per_s_written": round(summary.bytes / summary.seconds / 1e6, 1) if summary else None,
         "latency_ms": {
-            "p50": round(_percentile(latencies, 0.5), 1),
-            "p99": round(_percentile(latencies, 0.99), 1),
+            "p50": round(percentile(latencies, 0.5), 1),
+            "p99": round(percentile(latencies, 0.99), 1),
             "max": round(max(latencies, default=0.0), 1),
             "mean": round(statistics.fmean(latencies), 1) if latencies else 0.0,
         },
