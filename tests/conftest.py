@@ -28,6 +28,15 @@ MANIFEST_NAME = ".camxfer-manifest.json"  # a run's manifest, checked by test_ma
 
 
 # --- small helpers -------------------------------------------------------------------------------
+def checksum(data: bytes) -> bytes:
+    """The wire checksum (XXH3-128) of `data`, as a sender declares it."""
+    from camxfer.protocol import new_hasher  # here: conftest loads no camxfer module itself
+
+    hasher = new_hasher()
+    hasher.update(data)
+    return hasher.digest()
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (bind port 0 and let the kernel choose)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -7,9 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
-from camxfer.protocol import new_hasher
 from camxfer.recv.landing import BatchFolders, FileLanding, LandingRoot
-from tests.conftest import temps_under
+from tests.conftest import checksum, temps_under
 
 
 def open_fds() -> set[str]:
@@ -19,10 +18,8 @@ def open_fds() -> set[str]:
 def land(
     root: LandingRoot, folders: BatchFolders, where: list[str], name: str, data: bytes
 ) -> FileLanding:
-    hasher = new_hasher()
-    hasher.update(data)
     landing = FileLanding(
-        root, where, name, len(data), hasher.digest(), folder_fd=folders.open(where)
+        root, where, name, len(data), checksum(data), folder_fd=folders.open(where)
     )
     landing.write(memoryview(data))
     return landing

@@ -13,18 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from camxfer.protocol import new_hasher
 from camxfer.recv import direct
 from camxfer.recv.direct import ALIGN, STAGE_BYTES, DirectWriter
 from camxfer.recv.landing import ChecksumMismatch, FileLanding, LandingRoot
+from tests.conftest import checksum
 
 SIZES = [0, 1, ALIGN - 1, ALIGN, ALIGN + 1, STAGE_BYTES - 1, STAGE_BYTES, 3 * STAGE_BYTES + 123]
-
-
-def checksum(data: bytes) -> bytes:
-    hasher = new_hasher()
-    hasher.update(data)
-    return hasher.digest()
 
 
 def chunks(data: bytes, seed: int) -> list[memoryview]:

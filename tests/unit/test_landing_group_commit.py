@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from camxfer.protocol import new_hasher
 from camxfer.recv.landing import (
     SYNCFS_SLACK_BYTES,
     BatchFolders,
@@ -22,15 +21,13 @@ from camxfer.recv.landing import (
     sync_sealed,
     syncfs_pays_off,
 )
-from tests.conftest import temps_under
+from tests.conftest import checksum, temps_under
 
 
 def sealed(
     root: LandingRoot, folders: list[str], name: str, data: bytes, folder_fd: int | None = None
 ) -> FileLanding:
-    hasher = new_hasher()
-    hasher.update(data)
-    landing = FileLanding(root, folders, name, len(data), hasher.digest(), folder_fd=folder_fd)
+    landing = FileLanding(root, folders, name, len(data), checksum(data), folder_fd=folder_fd)
     landing.write(memoryview(data))
     landing.seal()
     return landing
@@ -87,9 +84,7 @@ def test_single_file_is_left_to_its_own_fsync(tmp_path: Path) -> None:
 def test_seal_refuses_a_corrupt_body_and_removes_its_temp(tmp_path: Path) -> None:
     root = LandingRoot(tmp_path / "out")
     try:
-        hasher = new_hasher()
-        hasher.update(b"abc")
-        landing = FileLanding(root, [], "bad.jpg", 3, hasher.digest())
+        landing = FileLanding(root, [], "bad.jpg", 3, checksum(b"abc"))
         landing.write(memoryview(b"abX"))
         with pytest.raises(ChecksumMismatch):
             landing.seal()

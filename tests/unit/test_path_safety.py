@@ -17,7 +17,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from camxfer.errors import UnsafePathError
-from camxfer.protocol import new_hasher
 from camxfer.recv.landing import (
     TEMP_PREFIX,
     ExistsDifferent,
@@ -26,14 +25,9 @@ from camxfer.recv.landing import (
     remove_stale_temps,
     resolve_destination,
 )
+from tests.conftest import checksum
 
 SAFE = r"[A-Za-z0-9_][A-Za-z0-9_.+@=,-]{0,254}"
-
-
-def checksum(data: bytes) -> bytes:
-    hasher = new_hasher()
-    hasher.update(data)
-    return hasher.digest()
 
 
 def land(root: LandingRoot, folders: list[str], name: str, data: bytes) -> Path:

@@ -10,15 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from camxfer.protocol import new_hasher
 from camxfer.recv.landing import TEMP_PREFIX, ExistsDifferent, FileLanding, LandingRoot
-from tests.conftest import unnamed_files
-
-
-def checksum(data: bytes) -> bytes:
-    hasher = new_hasher()
-    hasher.update(data)
-    return hasher.digest()
+from tests.conftest import checksum, unnamed_files
 
 
 def entries(folder: Path) -> list[str]:
