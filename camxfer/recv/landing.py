@@ -318,16 +318,15 @@ class FileLanding:
             raise
         with contextlib.suppress(OSError):  # no user xattrs here: manifests re-read the file
             os.setxattr(self._fd, CHECKSUM_XATTR, self.checksum)
-        if self.size >= EARLY_WRITEBACK_BYTES:  # of a direct file, only its partial last page
-            start_writeback(self._fd)
-            self._writeback_started = True
         if self._direct is None and self._timed >= MEASURED_MIN_BYTES:
             self.root.page_cache.record(self._timed, self._timed_cpu)
         self._sealed = True
+        if self.size >= EARLY_WRITEBACK_BYTES:  # of a direct file, only its partial last page
+            self.start_writeback()
 
     def start_writeback(self) -> None:
-        """Start writing a sealed file's data back, if its seal did not: before fsyncing
-        several files one by one, so their writes go to the disk together."""
+        """Start writing a sealed file's data back, once: at its seal for a large file, or
+        before fsyncing several files one by one, so their writes go to the disk together."""
         if self._sealed and not self._closed and not self._writeback_started:
             start_writeback(self._fd)
             self._writeback_started = True
