@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from camxfer.buffers import BufferPool
+from camxfer.buffers import BufferPool, anonymous_map
 
 # Direct I/O wants the buffer address, file offset and length aligned to the device's logical
 # block size: 512 or 4096 bytes; 4096 suits both.
@@ -37,13 +37,9 @@ ALIGN = 4096
 STAGE_BYTES = 1 << 20
 
 
-def _anonymous_map(size: int) -> mmap.mmap:
-    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # a fork must not share it
-
-
 # One aligned stage per connection landing directly, reused by the next (camxfer.buffers).
-# mmap gives page-aligned memory, which a bytearray does not promise.
-STAGES: BufferPool[mmap.mmap] = BufferPool(_anonymous_map, STAGE_BYTES, keep=32)
+# A map is page-aligned, which a bytearray does not promise.
+STAGES: BufferPool[mmap.mmap] = BufferPool(anonymous_map, STAGE_BYTES, keep=32)
 
 
 log = logging.getLogger("camxfer.recv")

@@ -14,6 +14,7 @@ receives themselves.
 
 from __future__ import annotations
 
+import mmap
 import socket
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ class ConnectionClosed(Exception):
 class Inbox:
     """The receive side of one connection: its buffer, timeouts and header deadline."""
 
-    def __init__(self, sock: socket.socket, buffer: bytearray) -> None:
+    def __init__(self, sock: socket.socket, buffer: bytearray | mmap.mmap) -> None:
         self.sock = sock
         self._buffer = buffer
         self._view = memoryview(buffer)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from camxfer import auth, metrics, protocol
-from camxfer.buffers import BufferPool
+from camxfer.buffers import BufferPool, anonymous_map
 from camxfer.errors import ProtocolError, UnsafePathError
 from camxfer.protocol import FixedHeader, MessageType, Reply, Status
 from camxfer.recv import direct
@@ -49,7 +49,7 @@ log = logging.getLogger("camxfer.recv")
 
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
 # Given back when the connection ends, for the next one (camxfer.buffers).
-RECEIVE_BUFFERS = BufferPool(bytearray, BUFFER_BYTES, keep=32)
+RECEIVE_BUFFERS = BufferPool(anonymous_map, BUFFER_BYTES, keep=32)
 # How often --direct-io auto looks at the machine's dirty data when flushes are of one file.
 DIRECT_LOOK_SECONDS = 0.1
 MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from camxfer.buffers import BufferPool
+from camxfer.buffers import BufferPool, anonymous_map
 from camxfer.protocol import Reply, Status, new_hasher
 from camxfer.send.connection import Connection, ConnectionLost, ConnectionSettings, HandshakeRefused
 from camxfer.send.options import SendOptions
@@ -27,7 +27,7 @@ log = logging.getLogger("camxfer.send")
 
 READ_BUFFER_BYTES = 1 << 20
 # One read buffer per connection worker, reused by the next run's workers (camxfer.buffers).
-READ_BUFFERS = BufferPool(bytearray, READ_BUFFER_BYTES, keep=64)
+READ_BUFFERS = BufferPool(anonymous_map, READ_BUFFER_BYTES, keep=64)
 MAX_BACKOFF_S = 5.0
 
 
