@@ -43,6 +43,20 @@ def split_number(name: str) -> NumberedName | None:
     return NumberedName(match["prefix"], int(digits), len(digits), match["suffix"])
 
 
+def number_between(name: str, prefix: str, suffix: str) -> int | None:
+    """The number of `name` if it is `prefix`, digits, `suffix`, else None.
+
+    For a prefix and suffix that `split_number` gave, this is `split_number(name).number` when
+    its prefix and suffix are the same (a prefix from it never ends in a digit, and a suffix
+    holds none), at a third of the cost: a ring of 5,000 names is parsed at every trigger.
+    """
+    end = len(name) - len(suffix)
+    if end <= len(prefix) or not (name.startswith(prefix) and name.endswith(suffix)):
+        return None
+    digits = name[len(prefix) : end]
+    return int(digits) if digits.isascii() and digits.isdigit() else None
+
+
 def frame_number(name: str) -> int | None:
     parts = split_number(name)
     return parts.number if parts else None

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from camxfer.frames import NumberedName, split_number
+from camxfer.frames import NumberedName, number_between, split_number
 from camxfer.send.completion import Observation, WriteState, is_complete, observe
 from camxfer.send.listing import FolderIndex, NumberIndex
 from camxfer.send.options import SendOptions
@@ -78,10 +78,7 @@ class _Template:
             return self._numbers[name]
         except KeyError:
             pass
-        parts = split_number(name)
-        number = None
-        if parts and parts.prefix == self.prefix and parts.suffix == self.suffix:
-            number = parts.number
+        number = number_between(name, self.prefix, self.suffix)
         if len(self._numbers) > 100_000:
             self._numbers.clear()
         self._numbers[name] = number

@@ -11,6 +11,7 @@ from camxfer.frames import (
     NumberedName,
     frame_name,
     frame_number,
+    number_between,
     parse_frame_id,
     split_number,
 )
@@ -81,3 +82,46 @@ def test_frame_name_roundtrip(number: int, camera: str) -> None:
 def test_parse_frame_id_rejects(frame_id: str) -> None:
     with pytest.raises(ValueError):
         parse_frame_id(frame_id)
+
+
+# Names a ring folder may hold beside its frames: other cameras, other widths, digits in the
+# prefix, partial writes, non-ASCII digits, no digits at all.
+_NAME_PIECES = st.sampled_from(
+    ["frame_", "camera01_", "cam1", "_", ".", "jpg", ".jpg", ".part", "0", "7", "46836", "\u00b2"]
+)
+
+
+@given(
+    st.sampled_from(
+        ["frame_camera01_000046836.jpg", "img7.jpeg", "123", "v1.2.jpg", "cam2_shot_0042.JPG"]
+    ),
+    st.lists(_NAME_PIECES, max_size=6).map("".join),
+)
+def test_number_between_agrees_with_split_number(template_name: str, name: str) -> None:
+    """The scan's quick parse gives exactly what split_number would for the template's
+    prefix and suffix, for any name."""
+    template = split_number(template_name)
+    assert template is not None
+    parts = split_number(name)
+    same_template = parts is not None and (parts.prefix, parts.suffix) == (
+        template.prefix,
+        template.suffix,
+    )
+    expected = parts.number if parts is not None and same_template else None
+    assert number_between(name, template.prefix, template.suffix) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("frame_camera01_000046836.jpg", 46836),
+        ("frame_camera01_46836.jpg", 46836),  # another width: the same frame number
+        ("frame_camera02_000046836.jpg", None),  # another camera
+        ("frame_camera01_000046836.jpg.part", None),
+        ("frame_camera01_.jpg", None),
+        ("frame_camera01_0000\u00b2.jpg", None),  # a digit, but not 0-9
+        ("frame_camera01_00004x836.jpg", None),
+    ],
+)
+def test_number_between(name: str, expected: int | None) -> None:
+    assert number_between(name, "frame_camera01_", ".jpg") == expected
