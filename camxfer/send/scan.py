@@ -227,7 +227,11 @@ class Planner:
         if name.startswith(".") or not fnmatch.fnmatchcase(name, self.opts.pattern):
             return False
         if self.template is not None:
-            return True  # numbered mode filters by number, below
+            # Numbered mode filters by number: a frame below the first asked for is never
+            # sent (the first never goes down), so the index need not hold it. A trigger
+            # into a ring of thousands of frames then keeps a few, not all of them.
+            number = self.template.number_of(name)
+            return number is None or self.first is None or number >= self.first
         if self.opts.start_at is not None and rel < self.opts.start_at:
             return False
         return not (self.opts.start_after is not None and rel <= self.opts.start_after)
