@@ -8,6 +8,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,35 @@ def test_a_replaced_folder_asks_for_listings(tmp_path: Path) -> None:
         assert watcher.take_changes() is None
     finally:
         watcher.close()
+
+
+def test_folders_listed_by_many_threads_at_once_each_list_their_own(tmp_path: Path) -> None:
+    """Readers take turns (one folder read at a time per process): six cameras' first
+    listings and later full listings, started together, still each list their own folder."""
+    folders = []
+    for camera in range(6):
+        folder = tmp_path / f"camera{camera}"
+        folder.mkdir()
+        for number in range(300):
+            (folder / f"frame_camera{camera}_{number:09d}.jpg").write_bytes(b"x")
+        folders.append(folder)
+    indexes = [FolderIndex(folder, wanted) for folder in folders]
+    start = threading.Barrier(len(indexes))
+    results: dict[int, list[tuple[list[str], list[str]]]] = {}
+
+    def list_twice(slot: int) -> None:
+        start.wait()
+        first = indexes[slot].refresh()
+        (folders[slot] / f"frame_camera{slot}_000000300.jpg").write_bytes(b"x")
+        results[slot] = [first, indexes[slot].refresh()]
+
+    threads = [threading.Thread(target=list_twice, args=(slot,), daemon=True) for slot in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for slot, folder in enumerate(folders):
+        (first_added, _), (later_added, later_removed) = results[slot]
+        assert len(first_added) == 300 and all(f"camera{slot}_" in n for n in first_added)
+        assert later_added == [f"frame_camera{slot}_000000300.jpg"] and later_removed == []
+        assert indexes[slot].names == fresh_names(folder)
