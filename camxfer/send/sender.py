@@ -59,6 +59,9 @@ class SendRun:
         self.observer_interval = observer_interval
         self._work: WorkQueue | None = None
         self._last_tick = 0.0
+        # Set once the planner's first scan is done (or the run ends): until then only the
+        # first connection connects early (see _start_workers).
+        self._first_scan_done = threading.Event()
         # name on the receiver -> (size, XXH3-128) of every file acknowledged: the manifest
         self.landed_files: dict[str, tuple[int, bytes]] = {}
         # With keep_connection: one worker's connection, still open at the end (no END sent
@@ -88,7 +91,10 @@ class SendRun:
                 work = WorkQueue()
                 workers = self._start_workers(work, stop_taking, announce=False)
             self._work = work
-            self._main_loop(planner, watcher, work, deadline)
+            try:
+                self._main_loop(planner, watcher, work, deadline)
+            finally:
+                self._first_scan_done.set()
             work.close()
             if self.stop.is_set() or self._timed_out(deadline):
                 stop_taking.set()  # in-flight files finish; queued ones are abandoned
@@ -131,8 +137,11 @@ class SendRun:
                 stop_taking=stop_taking,
                 abandon=self.abandon,
                 # Without counts to announce (not --once): connect at once, while the
-                # planner scans, so the first file finds its connection open.
+                # planner scans, so the first file finds its connection open. The others
+                # connect once that scan is done: at a trigger, six cameras' 48 handshakes
+                # shared the GIL with the scans, and the first file waited for all of them.
                 connect_early=not announce,
+                connect_after=self._first_scan_done if i else None,
             )
             for i in range(count)
         ]
@@ -205,6 +214,7 @@ class SendRun:
                     self._outstanding[item.rel] = item
                     work.put(item)
                 last_listing = now
+                self._first_scan_done.set()
                 self._report_planner(planner)
             if self.progress and now - last_progress >= self.progress_interval:
                 self.progress(self.report)

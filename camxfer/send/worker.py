@@ -132,6 +132,7 @@ class ConnectionWorker(threading.Thread):
         stop_taking: threading.Event,
         abandon: threading.Event,
         connect_early: bool = False,
+        connect_after: threading.Event | None = None,
     ) -> None:
         super().__init__(name=f"camxfer-conn-{index}", daemon=True)
         self.index = index
@@ -140,6 +141,7 @@ class ConnectionWorker(threading.Thread):
         self.results = results
         self.announce_counts = announce_counts
         self.connect_early = connect_early
+        self.connect_after = connect_after  # connect early only once this is set
         self.stop_taking = stop_taking
         self.abandon = abandon
         self.settings = ConnectionSettings(
@@ -166,6 +168,8 @@ class ConnectionWorker(threading.Thread):
     def run(self) -> None:
         try:
             if self.connect_early:
+                if self.connect_after is not None:
+                    self.connect_after.wait()
                 self._connect_early()
             self._loop()
             self._finish()
