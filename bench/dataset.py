@@ -63,8 +63,10 @@ def make_dataset(
     seed: int = 1,
     camera: str = "camera01",
     description: str | None = None,
+    first: int = 0,
 ) -> Dataset:
-    """Write `count` random frames with sizes uniform in [min_bytes, max_bytes] into `root`."""
+    """Write `count` random frames with sizes uniform in [min_bytes, max_bytes] into `root`,
+    numbered from `first`."""
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.iterdir():
         stale.unlink()
@@ -72,7 +74,7 @@ def make_dataset(
     sizes = [int(s) for s in rng.integers(min_bytes, max_bytes + 1, size=count)]
     names, digests = [], []
     backdated = os.path.getmtime(root) - BACKDATE_S
-    for number, size in enumerate(sizes):
+    for number, size in enumerate(sizes, start=first):
         name = frame_file_name(number, camera)
         data = rng.bytes(size)
         path = root / name

@@ -1,6 +1,8 @@
 """Trigger to first byte: from a ZMQ trigger to the first frame reaching the destination.
 
-Responsible for: a backlog of finished frames per camera (random bytes, backdated), the
+Responsible for: a ring of finished frames per camera (backdated; the last BACKLOG random
+1-2 MiB frames, and before them older ones of 1 KiB, as many as a minute at 30 fps: the
+trigger server lists the whole ring at every trigger, so its size is part of the measure), the
 fleet's receivers, `camxfer senders --zmq` serving triggers, and for each of a few triggers
 (each a new ball id, so a new event): the time from just before TriggerClient.trigger() to
   - first byte: the first write into a file the receiver is landing in any camera's
@@ -13,31 +15,39 @@ watch them; the receiver's mkdir then finds them (a few microseconds it does not
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.dataset import MIB, make_dataset
+from bench.dataset import MIB, frame_file_name, make_dataset
 from bench.fleet import CAMXFER, camera_names, check_landed, start_receivers, write_config
 from bench.procs import Proc, free_port, wait_listening
 from bench.watch import ArrivalWatcher
 from camxfer.fleet.trigger_client import TriggerClient
 
 GOAL_MS = 50.0
-BACKLOG = 20  # frames per camera
-FIRST = 5  # the triggered frame number
+RING = 1800  # frames per camera: a minute at 30 fps
+BACKLOG = 20  # the newest frames, 1-2 MiB each; the older ones are 1 KiB
+FIRST = 5  # the triggered frame: the 5th of the backlog
 PER_TRIGGER = 10  # frames per camera per trigger (--max-files)
+OLDER_BYTES = 1024
 
 
 def run(workdir: Path, *, cameras: int, triggers: int) -> dict[str, Any]:
     names = camera_names(cameras)
     root = workdir / "live" / "trigger"
     rings = {camera: root / "ring" / camera for camera in names}
+    older = RING - BACKLOG
     datasets = {
-        camera: make_dataset(rings[camera], BACKLOG, MIB, 2 * MIB, seed=i, camera=camera)
+        camera: make_dataset(
+            rings[camera], BACKLOG, MIB, 2 * MIB, seed=i, camera=camera, first=older
+        )
         for i, camera in enumerate(names, start=1)
     }
+    for camera in names:
+        _write_older_frames(rings[camera], camera, older)
     dest = root / "dest"
     config = root / "camera_config.json"
     ports = write_config(config, rings, dest)
@@ -75,6 +85,7 @@ def run(workdir: Path, *, cameras: int, triggers: int) -> dict[str, Any]:
     return {
         "cameras": cameras,
         "frames_per_camera": PER_TRIGGER,
+        "ring_frames": RING,
         "triggers": rows,
         "verified": not problems and len(firsts) == triggers,
         "problems": problems[:20],
@@ -82,6 +93,16 @@ def run(workdir: Path, *, cameras: int, triggers: int) -> dict[str, Any]:
         "first_byte_ms_max": round(max(firsts), 1) if firsts else None,
         "first_frame_ms_median": round(statistics.median(frames), 1) if frames else None,
     }
+
+
+def _write_older_frames(ring: Path, camera: str, count: int) -> None:
+    """Frames 0 .. count-1, small (they are listed, never sent), dated like the backlog."""
+    data = bytes(OLDER_BYTES)
+    stamp = min(p.stat().st_mtime for p in ring.iterdir())
+    for number in range(count):
+        path = ring / frame_file_name(number, camera)
+        path.write_bytes(data)
+        os.utime(path, (stamp, stamp))
 
 
 def _one_trigger(
@@ -115,7 +136,8 @@ def _one_trigger(
 def print_result(result: dict[str, Any]) -> None:
     print(
         f"  trigger -> first byte ({result['cameras']} cameras, {result['frames_per_camera']} "
-        f"frames each, {len(result['triggers'])} triggers): median "
+        f"frames each from rings of {result.get('ring_frames', BACKLOG):,}, "
+        f"{len(result['triggers'])} triggers): median "
         f"{result['first_byte_ms_median']} ms, max {result['first_byte_ms_max']} ms; first "
         f"frame landed median {result['first_frame_ms_median']} ms; "
         f"{'verified' if result['verified'] else 'FAILED'}"
