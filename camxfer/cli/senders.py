@@ -42,6 +42,13 @@ from camxfer.tls import client_context
 
 log = logging.getLogger("camxfer.fleet")
 
+# Connections per camera when neither --conns nor the camera says: this many in all for the
+# host, at least MIN_CONNS per camera. Six cameras with eight each (48 connections, and as
+# many threads in one trigger server) took 175 ms for an event of ten small frames a camera
+# on two cores, 125 ms with two each; events of 1.5 MiB frames were no slower (docs/performance).
+SHARED_CONNS = 8
+MIN_CONNS = 2
+
 EXAMPLES = """\
 examples:
   camxfer senders --zmq --zmq-port 5555        # deployment: wait for triggers
@@ -140,8 +147,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     both.add_argument(
         "--conns",
         type=positive_int,
-        default=8,
-        help="connections per camera unless the camera sets conns (default: %(default)s)",
+        default=None,
+        help="connections per camera unless the camera sets conns (default: "
+        f"{SHARED_CONNS} shared by this host's cameras, at least {MIN_CONNS} each: "
+        "8 for one camera, 4 for two, 2 for three or more)",
     )
     add_auth_key_argument(both, per_camera=True)
     add_tls_arguments(both, receiver=False)
@@ -155,6 +164,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _cameras(args: argparse.Namespace) -> list[CameraConfig]:
     config = load_config(args.config, need_src=True)
     return list(config.select(args.camera))
+
+
+def conns_per_camera(args: argparse.Namespace, cameras: int) -> int:
+    """--conns, or the host's share: SHARED_CONNS split between its cameras, at least
+    MIN_CONNS each (one sends while another waits for its ack)."""
+    return args.conns or max(MIN_CONNS, SHARED_CONNS // max(cameras, 1))
 
 
 def _key_file(camera: CameraConfig, args: argparse.Namespace) -> Path | None:
@@ -205,7 +220,7 @@ def _serve_triggers(args: argparse.Namespace) -> int:
         max_files=args.max_files if args.max_files is not None else 800,
         timeout=args.timeout if args.timeout is not None else 300.0,
         frame_timeout=args.frame_timeout,
-        conns=args.conns,
+        conns=conns_per_camera(args, len(cameras)),
         auth_keys=_auth_keys(cameras, args),
         tls=client_context(tls) if (tls := tls_files(args)) is not None else None,
     )
@@ -227,7 +242,7 @@ def _serve_triggers(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
+def sender_argv(camera: CameraConfig, args: argparse.Namespace, conns: int) -> list[str]:
     argv = [
         sys.executable,
         "-m",
@@ -245,7 +260,7 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
         "--dest-path",
         camera.name,
         "--conns",
-        str(camera.conns or args.conns),
+        str(camera.conns or conns),
     ]
     max_files = camera.max_files if camera.max_files is not None else args.max_files
     if max_files:
@@ -265,12 +280,13 @@ def sender_argv(camera: CameraConfig, args: argparse.Namespace) -> list[str]:
 
 def _direct(args: argparse.Namespace) -> int:
     cameras = _cameras(args)
+    conns = conns_per_camera(args, len(cameras))
     _auth_keys(cameras, args)  # refuse a bad key file before any sender starts
     if (tls := tls_files(args)) is not None:
         client_context(tls)
     if args.detach:
         for camera in cameras:
-            info = detached.start(args.run_dir, camera.name, sender_argv(camera, args))
+            info = detached.start(args.run_dir, camera.name, sender_argv(camera, args, conns))
             print(f"{camera.name}: pid {info.pid}, log {info.log_file}")
         return ExitCode.OK
     processes: dict[str, subprocess.Popen] = {}
@@ -289,7 +305,7 @@ def _direct(args: argparse.Namespace) -> int:
             break
         # Own process group: a terminal's Ctrl-C reaches only this process, which forwards it
         # once; a sender that sees SIGINT twice abandons the files it has in flight.
-        processes[camera.name] = subprocess.Popen(sender_argv(camera, args), process_group=0)
+        processes[camera.name] = subprocess.Popen(sender_argv(camera, args, conns), process_group=0)
     while any(p.poll() is None for p in processes.values()):
         time.sleep(0.1)
     failed = [name for name, p in processes.items() if p.returncode != 0]
