@@ -14,7 +14,8 @@ at every entry (CPython wraps each readdir() so), so in the trigger server, wher
 starts its run at the same trigger, six threads reading 1,800-frame rings at once passed the
 GIL to each other at nearly every entry: 4,100 context switches per event instead of ~500,
 and each camera's first scan took 40-100 ms instead of 3. Taking turns, a reader mostly gets
-the GIL straight back.
+the GIL straight back. The price: a folder slow to read (a network filesystem) holds up the
+other cameras' listings for that long.
 """
 
 from __future__ import annotations
