@@ -189,7 +189,7 @@ class FileLanding:
     def __init__(
         self,
         root: LandingRoot,
-        folders: list[str],
+        folders: Sequence[str],
         name: str,
         size: int,
         checksum: bytes,
@@ -202,7 +202,7 @@ class FileLanding:
         at `folders` is the caller's, open already (`BatchFolders`): the landing borrows the
         descriptor and never closes it."""
         self.root = root
-        self.folders = folders
+        self.folders = tuple(folders)  # also the key of its folder in `BatchFolders`
         self.name = name
         self.size = size
         self.checksum = checksum

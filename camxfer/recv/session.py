@@ -100,7 +100,6 @@ class Unacked:
     fixed: FixedHeader
     name: str
     landing: FileLanding | None = None  # sealed: made durable and linked at the flush
-    folders: tuple[str, ...] = ()  # where it lands (a key of the session's BatchFolders)
     reply: Reply | None = None  # decided already (refused before the flush)
     camera: str = "-"  # metrics label (from the destination)
     started: float = 0.0  # monotonic time its header arrived (for the durable latency)
@@ -459,7 +458,8 @@ class Session:
                     landing.start_writeback()
         except OSError as exc:
             data_synced, sync_error = False, exc
-        linked: list[Unacked] = []  # landed or duplicate: acked once its folder is durable
+        # Landed or duplicate, with its landing: acked once its folder is durable.
+        linked: list[tuple[Unacked, FileLanding]] = []
         try:
             for item in pending:
                 self._camera = item.camera
@@ -474,8 +474,8 @@ class Session:
                 elif item.landing is not None:
                     item.reply = self._commit(item, data_synced)
                     if item.reply.status in (Status.OK, Status.DUPLICATE):
-                        linked.append(item)
-            durable = self._folders.sync(item.folders for item in linked)
+                        linked.append((item, item.landing))
+            durable = self._folders.sync(landing.folders for _item, landing in linked)
         except BaseException:
             for item in pending:  # before their folders close (a no-op for those linked)
                 if item.landing is not None:
@@ -483,8 +483,8 @@ class Session:
             raise
         finally:
             self._folders.close()
-        for item in linked:
-            if not durable[item.folders]:
+        for item, landing in linked:
+            if not durable[landing.folders]:
                 item.reply = Reply(
                     item.fixed.seq, Status.IO_ERROR, "cannot make the folder durable"
                 )
@@ -628,14 +628,7 @@ class Session:
             return refused(Status.CHECKSUM_MISMATCH, str(exc))
         except OSError as exc:
             return refused(_status_for(exc), f"cannot land {name}: {exc.strerror}")
-        return Unacked(
-            fixed,
-            name,
-            landing=landing,
-            folders=tuple(folders),
-            camera=self._camera,
-            started=started,
-        )
+        return Unacked(fixed, name, landing=landing, camera=self._camera, started=started)
 
     def _commit(self, item: Unacked, data_synced: bool) -> Reply:
         """Link a sealed file under its final name; the flush then fsyncs its folder."""
