@@ -36,6 +36,8 @@ MAX_TEXT = 1024  # any free-text field (names, reasons, ids)
 _READ_BYTES = 1 << 20
 
 _HEX128 = re.compile(r"[0-9a-f]{32}")
+# A str as JSON text, as json.dumps writes it (ASCII only, escaped).
+_json_text = json.encoder.encode_basestring_ascii
 
 
 class ManifestError(CamxferError):
@@ -109,6 +111,13 @@ class Manifest:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **self._head(),
+            "files": [_entry_json(self.files[name]) for name in sorted(self.files)],
+            "runs": [_run_json(run) for run in self.runs],
+        }
+
+    def _head(self) -> dict[str, Any]:
+        return {
             "format": FORMAT,
             "version": VERSION,
             "event": self.event,
@@ -117,24 +126,22 @@ class Manifest:
             "first_frame": self.first_frame,
             "asked": self.asked,
             "updated": self.updated,
-            "files": [_entry_json(self.files[name]) for name in sorted(self.files)],
-            "runs": [_run_json(run) for run in self.runs],
         }
 
     def encode(self) -> bytes:
         """One field per line, and one line per file and per run: easy to read and to grep.
 
-        Written by hand around json.dumps rather than with indent=, which makes json use its
+        Written by hand rather than with json.dumps(indent=), which makes json use its
         pure-Python encoder: 6.5 ms instead of 1.5 ms for 1,000 files, paid by the sender
-        and again by the receiver at the end of every --once run.
+        and again by the receiver at the end of every --once run. A file's line is formatted
+        directly (`_entry_line`), not built as a dict for json.dumps: 0.5 ms instead of 2.3.
         """
-        fields = []
-        for key, value in self.to_json().items():
-            if key in ("files", "runs") and value:
-                items = ",\n  ".join(json.dumps(item) for item in value)
-                fields.append(f" {json.dumps(key)}: [\n  {items}\n ]")
-            else:
-                fields.append(f" {json.dumps(key)}: {json.dumps(value)}")
+        fields = [f" {json.dumps(key)}: {json.dumps(value)}" for key, value in self._head().items()]
+        files = [_entry_line(self.files[name]) for name in sorted(self.files)]
+        runs = [json.dumps(_run_json(run)) for run in self.runs]
+        for key, lines in (("files", files), ("runs", runs)):
+            items = "[\n  " + ",\n  ".join(lines) + "\n ]" if lines else "[]"
+            fields.append(f' "{key}": {items}')
         return ("{\n" + ",\n".join(fields) + "\n}\n").encode("utf-8")
 
 
@@ -143,6 +150,15 @@ def iso_time(seconds: float) -> str:
     whole = int(seconds)
     millis = int((seconds - whole) * 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+def _entry_line(entry: FileEntry) -> str:
+    """`json.dumps(_entry_json(entry))`, without the dict and the encoder call."""
+    landed = "" if entry.landed is None else f', "landed": {_json_text(entry.landed)}'
+    return (
+        f'{{"name": {_json_text(entry.name)}, "size": {int(entry.size)}, '
+        f'"xxh3_128": {_json_text(entry.checksum)}{landed}}}'
+    )
 
 
 def _entry_json(entry: FileEntry) -> dict[str, Any]:

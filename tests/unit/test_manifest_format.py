@@ -56,6 +56,32 @@ def test_encode_then_parse_round_trips() -> None:
     assert again.skipped() == [Skipped("b.jpg", "vanished: gone")]
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(st.text(min_size=1, max_size=20), min_size=0, max_size=8, unique=True),
+    landed=st.one_of(st.none(), st.text(max_size=30)),
+)
+def test_encode_writes_each_file_line_as_json_would(names: list[str], landed: str | None) -> None:
+    # Each file's line is formatted by hand (fast); it must be json.dumps's text exactly,
+    # whatever the name holds: quotes, backslashes, control characters, non-ASCII.
+    files = {name: entry(name, name.encode("utf-8", "surrogatepass"), landed) for name in names}
+    document = Manifest(event="e", files=files, runs=[run("r")]).encode().decode("utf-8")
+    lines = document.splitlines()
+    start = lines.index(' "files": [') + 1 if files else None
+    expected = [
+        json.dumps({"name": e.name, "size": e.size, "xxh3_128": e.checksum, "landed": e.landed})
+        if e.landed is not None
+        else json.dumps({"name": e.name, "size": e.size, "xxh3_128": e.checksum})
+        for e in (files[name] for name in sorted(files))
+    ]
+    if start is None:
+        assert ' "files": [],' in lines
+    else:
+        got = [line.strip().removesuffix(",") for line in lines[start : start + len(files)]]
+        assert got == expected
+    assert json.loads(document)["files"] == [json.loads(line) for line in expected]
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
