@@ -73,11 +73,10 @@ class _Template:
     _numbers: dict[str, int | None] = field(default_factory=dict, repr=False, compare=False)
 
     def number_of(self, name: str) -> int | None:
-        # Every scan asks for every listed name again: parse each name once.
-        try:
+        # Every scan asks for every listed name again: parse each name once. (A test, not a
+        # KeyError caught: a trigger's first listing misses on every name of the ring.)
+        if name in self._numbers:
             return self._numbers[name]
-        except KeyError:
-            pass
         number = number_between(name, self.prefix, self.suffix)
         if len(self._numbers) > 100_000:
             self._numbers.clear()
@@ -224,14 +223,17 @@ class Planner:
         return Listing(self._index)
 
     def _wanted(self, name: str, rel: str) -> bool:
-        if name.startswith(".") or not fnmatch.fnmatchcase(name, self.opts.pattern):
-            return False
         if self.template is not None:
             # Numbered mode filters by number: a frame below the first asked for is never
             # sent (the first never goes down), so the index need not hold it. A trigger
-            # into a ring of thousands of frames then keeps a few, not all of them.
+            # into a ring of thousands of frames then keeps a few, not all of them; and
+            # looks no further at the others (the pattern match cost as much again).
             number = self.template.number_of(name)
-            return number is None or self.first is None or number >= self.first
+            if number is not None and self.first is not None and number < self.first:
+                return False
+            return not name.startswith(".") and fnmatch.fnmatchcase(name, self.opts.pattern)
+        if name.startswith(".") or not fnmatch.fnmatchcase(name, self.opts.pattern):
+            return False
         if self.opts.start_at is not None and rel < self.opts.start_at:
             return False
         return not (self.opts.start_after is not None and rel <= self.opts.start_after)

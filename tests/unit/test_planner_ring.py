@@ -44,3 +44,18 @@ def test_a_frame_below_the_first_stays_out_and_one_above_it_comes_in(tmp_path: P
     assert [item.number for item in plan.scan()] == [10, 11]
     assert frame_name(2) not in listed(plan)
     assert "frame_camera01_10.jpg" in listed(plan)
+
+
+def test_hidden_names_and_other_patterns_above_the_first_stay_out(tmp_path: Path) -> None:
+    # The number is looked at first (frames below the first need no more); a numbered name
+    # above it must still pass the hidden-name and pattern checks.
+    make_frames(tmp_path, 10, first=0)
+    for name in ("." + frame_name(7), frame_name(8).replace(".jpg", ".png")):
+        (tmp_path / name).write_bytes(b"not a frame to send")
+    plan = planner(tmp_path, start_at=frame_name(5), max_files=10, lookahead=1)
+    items = plan.scan()
+    assert [item.rel for item in items] == [frame_name(n) for n in range(5, 10)]
+    assert listed(plan) == [frame_name(n) for n in range(5, 10)]
+    # A narrower --pattern leaves out a frame whose number is above the first.
+    narrow = planner(tmp_path, start_at=frame_name(5), max_files=10, pattern="*[0-8].jpg")
+    assert [item.rel for item in narrow.scan()] == [frame_name(n) for n in range(5, 9)]
