@@ -101,7 +101,6 @@ class Inbox:
         remaining = size
         while remaining:
             if self._start == self._end:
-                self._start = self._end = 0
                 self._fill()
             take = min(self._end - self._start, remaining)
             start = self._start
@@ -123,6 +122,8 @@ class Inbox:
 
     def _fill(self) -> None:
         """Receive what has arrived (at least a byte) after the buffered bytes."""
+        if self._start == self._end:  # nothing buffered: all the room is free again
+            self._start = self._end = 0
         if self._deadline is not None:
             left = self._deadline - time.monotonic()
             if left <= 0:

@@ -135,3 +135,21 @@ def test_a_steady_stream_sets_no_timeouts_per_message() -> None:
         # its header buffered costs none. Setting the timeout before each piece, as before,
         # cost at least 8 per message.
         assert CountingSocket.setsockopt_calls < 20
+
+
+def test_a_body_that_ends_at_the_buffers_end_is_not_taken_for_a_close() -> None:
+    # The first message fills the buffer exactly; the next arrives a moment later. Waiting for
+    # it once read a zero-length receive into the full buffer as the peer's close.
+    first = (BUFFER - 16).to_bytes(8, "big") + bytes(8) + random.Random(3).randbytes(BUFFER - 16)
+    second = (5).to_bytes(8, "big") + bytes(8) + b"later"
+
+    def send(writer: socket.socket) -> None:
+        writer.sendall(first)
+        time.sleep(0.2)
+        writer.sendall(second)
+        writer.shutdown(socket.SHUT_WR)
+
+    with streaming(send) as inbox:
+        inbox.set_timeout(10.0)
+        time.sleep(0.1)  # the whole first message is in the socket: one receive takes it all
+        assert read_messages(inbox, 2) == [(first[:16], first[16:]), (second[:16], b"later")]
