@@ -150,7 +150,8 @@ def open_direct(name: str, flags: int, dir_fd: int) -> int | None:
 class DirectWriter:
     """The body of one file, written through `stage` to `fd` (opened with O_DIRECT).
 
-    `write` each chunk as it arrives, then `finish` once. Errors are raised as OSError.
+    `write` each chunk as it arrives, or receive it into `room()` and say how much came
+    (`received`), then `finish` once. Errors are raised as OSError.
     """
 
     def __init__(self, fd: int, stage: mmap.mmap) -> None:
@@ -170,6 +171,20 @@ class DirectWriter:
                 self._write_staged()
         if chunk:  # no longer direct; the stage was emptied when it stopped
             write_all(self._fd, chunk)
+
+    def room(self, limit: int) -> memoryview:
+        """Where up to `limit` more bytes can be received straight into the stage (then
+        `received`), so they are not copied into it from another buffer."""
+        return self._stage[self._filled : self._filled + limit]
+
+    def received(self, n: int) -> None:
+        """`n` bytes were received at the start of `room()`."""
+        if not self._direct:  # fell back to ordinary writes: the stage is only where they land
+            write_all(self._fd, self._stage[self._filled : self._filled + n])
+            return
+        self._filled += n
+        if self._filled == len(self._stage):
+            self._write_staged()
 
     def finish(self) -> None:
         """Write the last staged bytes: the whole blocks direct, the partial one buffered.

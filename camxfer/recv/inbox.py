@@ -43,6 +43,10 @@ class Inbox:
         # start_deadline); None while a body streams or the connection waits idle.
         self._deadline: float | None = None
         self.heard = False  # any byte from the peer yet (a port probe sends none)
+        # The most one receive into the buffer takes. While bodies go straight into an O_DIRECT
+        # stage (`receive_into`), the session lowers it, so a header's receive does not also
+        # pull in most of the next body, only for it to be copied out again.
+        self.fill_limit = len(buffer)
 
     # --- timeouts ----------------------------------------------------------------------------
     def set_timeout(self, seconds: float) -> None:
@@ -100,13 +104,24 @@ class Inbox:
         Bytes that arrive after these `size` stay buffered for the next message."""
         remaining = size
         while remaining:
-            if self._start == self._end:
-                self._fill()
-            take = min(self._end - self._start, remaining)
-            start = self._start
-            self._start += take
-            remaining -= take
-            yield self._view[start : self._start]
+            chunk = self.take(remaining)
+            remaining -= len(chunk)
+            yield chunk
+
+    def take(self, limit: int) -> memoryview:
+        """Up to `limit` bytes: those buffered, else what one receive brings. Valid until the
+        next read."""
+        if self._start == self._end:
+            self._fill()
+        start = self._start
+        self._start += min(self._end - start, limit)
+        return self._view[start : self._start]
+
+    def receive_into(self, target: memoryview) -> int:
+        """Receive straight into `target` (at least a byte, at most its length), bypassing the
+        buffer, which must be empty: what is buffered comes first, through `take`."""
+        assert self._start == self._end, "buffered bytes come before received ones"
+        return self._receive(target)
 
     def _read_large(self, n: int) -> bytes:
         """More than the buffer holds (a manifest): gathered piece by piece."""
@@ -121,9 +136,14 @@ class Inbox:
         self._start, self._end = 0, left
 
     def _fill(self) -> None:
-        """Receive what has arrived (at least a byte) after the buffered bytes."""
+        """Receive what has arrived (at least a byte, at most `fill_limit`) after the buffered
+        bytes."""
         if self._start == self._end:  # nothing buffered: all the room is free again
             self._start = self._end = 0
+        room = len(self._buffer) - self._end
+        self._end += self._receive(self._view[self._end : self._end + min(room, self.fill_limit)])
+
+    def _receive(self, target: memoryview) -> int:
         if self._deadline is not None:
             left = self._deadline - time.monotonic()
             if left <= 0:
@@ -131,7 +151,7 @@ class Inbox:
             if self._timeout is None or left < self._timeout:
                 self.set_timeout(left)
         try:
-            got = self.sock.recv_into(self._view[self._end :])
+            got = self.sock.recv_into(target)
         except (TimeoutError, BlockingIOError) as exc:
             raise ConnectionClosed("stalled past the deadline") from exc
         except OSError as exc:
@@ -139,4 +159,4 @@ class Inbox:
         if got == 0:
             raise ConnectionClosed("closed by the sender")
         self.heard = True
-        self._end += got
+        return got

@@ -293,6 +293,24 @@ class FileLanding:
         except OSError as exc:
             self.error = exc
 
+    def receive_room(self, limit: int) -> memoryview | None:
+        """For a landing with O_DIRECT: where up to `limit` more body bytes can be received
+        (its aligned stage, so they are not copied there again; then `received`). None for
+        one through the page cache, which takes its bytes with `write`."""
+        return None if self._direct is None else self._direct.room(limit)
+
+    def received(self, data: memoryview) -> None:
+        """`data`, the start of `receive_room()`, holds the next body bytes."""
+        assert self._direct is not None
+        self._hasher.update(data)
+        self._written += len(data)
+        if self.error is not None:
+            return  # the stage is only scratch now: the next bytes land on the same spot
+        try:
+            self._direct.received(len(data))
+        except OSError as exc:
+            self.error = exc
+
     def seal(self) -> None:
         """Check the bytes received against the declared size and checksum.
 

@@ -48,6 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("camxfer.recv")
 
 BUFFER_BYTES = 1 << 20  # one reused receive buffer per connection
+# The most one receive into that buffer takes while files land with O_DIRECT: a header and its
+# names, with a little of the body after them (see _receive_body).
+DIRECT_HEADER_FILL = 4096
 # Given back when the connection ends, for the next one (camxfer.buffers).
 RECEIVE_BUFFERS = BufferPool(anonymous_map, BUFFER_BYTES, keep=32)
 # How often --direct-io auto looks at the machine's dirty data when flushes are of one file.
@@ -732,10 +735,25 @@ class Session:
         return self._stage
 
     def _receive_body(self, landing: FileLanding, size: int) -> None:
+        """Take a file's body: what the inbox holds already, then, for a landing with
+        O_DIRECT, straight into its aligned stage (a user-space copy of every byte was 22 %
+        of a receiver's CPU in a bulk run with --direct-io always)."""
         pace = _BodyPace(self.settings.io_timeout)
-        for chunk in self.inbox.chunks(size):
-            landing.write(chunk)
-            pace.add(len(chunk))
+        # The next header's receive, too, then takes little of the next body (it would be
+        # copied into the stage) while files land direct.
+        self.inbox.fill_limit = DIRECT_HEADER_FILL if landing.direct else BUFFER_BYTES
+        remaining = size
+        while remaining:
+            room = None if self.inbox.buffered else landing.receive_room(remaining)
+            if room is None:
+                chunk = self.inbox.take(remaining)
+                landing.write(chunk)
+                got = len(chunk)
+            else:
+                got = self.inbox.receive_into(room)
+                landing.received(room[:got])
+            pace.add(got)
+            remaining -= got
 
     def _drain(self, size: int) -> None:
         pace = _BodyPace(self.settings.io_timeout)

@@ -4,6 +4,7 @@ cache dirty, as cameras writing their rings on the same host do: `auto` switches
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from camxfer.recv import direct
+from camxfer.recv import direct, session
 from camxfer.recv.direct import OTHERS_DIRTY_BYTES
+from camxfer.recv.inbox import Inbox
 from camxfer.recv.landing import dirty_bytes
 from camxfer.recv.server import ListenSettings, Worker, open_listener
 from camxfer.recv.session import ReceiverSettings
@@ -70,11 +72,12 @@ def test_auto_lands_with_o_direct_while_another_writer_is_busy(
     assert ("landing with O_DIRECT" in receiver.log()) is lands_direct
 
 
-@pytest.fixture
-def worker_in_process(out: Path) -> Iterator[int]:
-    """A receiver worker in this process (so its threshold can be set), on a real socket."""
+@contextlib.contextmanager
+def receiver_in_process(settings: ReceiverSettings) -> Iterator[int]:
+    """A receiver worker in this process (so its module can be looked into), on a real
+    socket; yields its port."""
     listen = ListenSettings(listen_ip="127.0.0.1")
-    worker = Worker(open_listener(listen, reuseport=False), ReceiverSettings(out), listen)
+    worker = Worker(open_listener(listen, reuseport=False), settings, listen)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     try:
@@ -82,6 +85,37 @@ def worker_in_process(out: Path) -> Iterator[int]:
     finally:
         worker.stop.set()
         thread.join(10)
+
+
+@pytest.fixture
+def worker_in_process(out: Path) -> Iterator[int]:
+    with receiver_in_process(ReceiverSettings(out)) as port:
+        yield port
+
+
+def test_bodies_landing_with_o_direct_are_received_straight_into_the_stage(
+    src: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every byte lands, and only the start of the first body (read with its header) and a
+    few bytes after each later header pass through the connection's buffer: the rest is
+    received into the aligned stage, not copied there."""
+    through_buffer = 0
+    take = Inbox.take
+
+    def counted_take(self: Inbox, limit: int) -> memoryview:
+        nonlocal through_buffer
+        chunk = take(self, limit)
+        through_buffer += len(chunk)
+        return chunk
+
+    monkeypatch.setattr(Inbox, "take", counted_take)
+    frames = make_frames(src, 8, size=3 * (1 << 20) + 123)
+    with receiver_in_process(ReceiverSettings(out, direct_io="always")) as port:
+        result = run_sender(src, port, "--once", "--conns", "1", "--json-stats")
+    assert result.returncode == 0, result.stderr
+    assert tree_hashes(out) == tree_hashes(src)
+    assert through_buffer <= session.BUFFER_BYTES + len(frames) * session.DIRECT_HEADER_FILL
+    assert through_buffer < sum(f.stat().st_size for f in frames) // 4
 
 
 @pytest.mark.parametrize("slow", [True, False], ids=["slow-page-cache", "fast-page-cache"])

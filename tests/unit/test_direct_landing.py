@@ -67,6 +67,34 @@ def test_every_size_lands_whole_through_o_direct(root: LandingRoot, stage, size:
     assert [p.name for p in (root.root / "ev").iterdir()] == ["f.jpg"]  # no temp left
 
 
+@pytest.mark.parametrize("size", SIZES)
+def test_every_size_lands_whole_when_received_into_the_stage(
+    root: LandingRoot, stage, size: int
+) -> None:
+    """As the session takes a body: the start from its buffer (`write`), the rest received
+    straight into the stage (`receive_room`, then `received`) in uneven pieces."""
+    data = random.Random(size).randbytes(size)
+    landing = FileLanding(root, ["ev"], "f.jpg", size, checksum(data), direct_stage=stage)
+    pieces = chunks(data, size)
+    if pieces:
+        landing.write(pieces[0])
+    for piece in pieces[1:]:
+        while piece:
+            room = landing.receive_room(len(piece))
+            assert room is not None and 0 < len(room) <= len(piece)
+            room[:] = piece[: len(room)]  # what a receive into it would put there
+            landing.received(room)
+            piece = piece[len(room) :]
+    landing.commit()
+    assert (root.root / "ev" / "f.jpg").read_bytes() == data
+
+
+def test_a_landing_through_the_page_cache_has_no_room_to_receive_into(root: LandingRoot) -> None:
+    landing = FileLanding(root, ["ev"], "f.jpg", 1, checksum(b"x"))
+    assert landing.receive_room(1) is None
+    landing.abort()
+
+
 def test_a_short_body_never_lands(root: LandingRoot, stage) -> None:
     data = random.Random(1).randbytes(ALIGN + 10)
     landing = FileLanding(root, ["ev"], "f.jpg", len(data) + 1, checksum(data), direct_stage=stage)
@@ -76,9 +104,13 @@ def test_a_short_body_never_lands(root: LandingRoot, stage) -> None:
     assert list((root.root / "ev").iterdir()) == []
 
 
-def test_a_write_the_device_refuses_falls_back_to_ordinary_writes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("received", [False, True], ids=["written", "received"])
+def test_a_write_the_device_refuses_falls_back_to_ordinary_writes(
+    tmp_path: Path, received: bool
+) -> None:
     """A stage one byte off alignment makes the O_DIRECT write fail with EINVAL, as a device
-    with stricter needs would: the writer clears O_DIRECT and the file is still whole."""
+    with stricter needs would: the writer clears O_DIRECT and the file is still whole, whether
+    its bytes were copied into the stage or received there."""
     backing = mmap.mmap(-1, STAGE_BYTES + ALIGN)
     misaligned = memoryview(backing)[1 : 1 + STAGE_BYTES]
     data = random.Random(2).randbytes(2 * STAGE_BYTES + 5)
@@ -87,7 +119,13 @@ def test_a_write_the_device_refuses_falls_back_to_ordinary_writes(tmp_path: Path
     try:
         writer = DirectWriter(fd, misaligned)  # type: ignore[arg-type]
         for piece in chunks(data, 3):
-            writer.write(piece)
+            while received and piece:
+                room = writer.room(len(piece))
+                room[:] = piece[: len(room)]
+                writer.received(len(room))
+                piece = piece[len(room) :]
+            if piece:
+                writer.write(piece)
         writer.finish()
         assert not open_flags(fd) & os.O_DIRECT
     finally:
