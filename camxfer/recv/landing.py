@@ -296,16 +296,17 @@ class FileLanding:
     def receive_room(self, limit: int) -> memoryview | None:
         """For a landing with O_DIRECT: where up to `limit` more body bytes can be received
         (its aligned stage, so they are not copied there again; then `received`). None for
-        one through the page cache, which takes its bytes with `write`."""
-        return None if self._direct is None else self._direct.room(limit)
+        one through the page cache, and once a write has failed: `write` takes (and, after a
+        failure, drops) the bytes then."""
+        if self._direct is None or self.error is not None:
+            return None  # a failed write may have left the stage full: no room to offer
+        return self._direct.room(limit)
 
     def received(self, data: memoryview) -> None:
         """`data`, the start of `receive_room()`, holds the next body bytes."""
         assert self._direct is not None
         self._hasher.update(data)
         self._written += len(data)
-        if self.error is not None:
-            return  # the stage is only scratch now: the next bytes land on the same spot
         try:
             self._direct.received(len(data))
         except OSError as exc:

@@ -5,9 +5,12 @@ the file still whole; a bad body still never lands."""
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import random
+import resource
+import signal
 import subprocess
 from pathlib import Path
 
@@ -87,6 +90,40 @@ def test_every_size_lands_whole_when_received_into_the_stage(
             piece = piece[len(room) :]
     landing.commit()
     assert (root.root / "ev" / "f.jpg").read_bytes() == data
+
+
+def test_a_failed_direct_write_takes_the_rest_of_the_body_and_lands_nothing(
+    root: LandingRoot, stage
+) -> None:
+    """The file may not grow past one stage (RLIMIT_FSIZE: a real EFBIG from the kernel, as
+    ENOSPC would come from a full disk): the second stage's write fails. The rest of the body
+    must still be taken (the session stays in step with the sender), with no empty room
+    offered (a zero-byte receive reads as the sender's close), and nothing lands."""
+    data = random.Random(5).randbytes(3 * STAGE_BYTES)
+    landing = FileLanding(root, ["ev"], "f.jpg", len(data), checksum(data), direct_stage=stage)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (STAGE_BYTES, hard))
+    try:
+        body = memoryview(data)
+        while body:
+            room = landing.receive_room(len(body))
+            if room is None:  # after the failure: the bytes go by `write`, which drops them
+                assert landing.error is not None
+                landing.write(body[:65536])
+                body = body[65536:]
+                continue
+            assert len(room) > 0
+            room[:] = body[: len(room)]
+            landing.received(room)
+            body = body[len(room) :]
+        with pytest.raises(OSError) as failure:
+            landing.seal()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    assert failure.value.errno == errno.EFBIG
+    assert list((root.root / "ev").iterdir()) == []
 
 
 def test_a_landing_through_the_page_cache_has_no_room_to_receive_into(root: LandingRoot) -> None:
