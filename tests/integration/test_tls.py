@@ -39,13 +39,24 @@ def assert_landed_identical(out: Path, paths: list[Path]) -> None:
     assert not temps_under(out)
 
 
+@pytest.mark.parametrize("direct_io", ["auto", "always"])
 def test_frames_land_byte_identical_over_tls_with_the_shared_key_too(
-    receivers, src: Path, out: Path, pki: Pki, tmp_path: Path
+    receivers, src: Path, out: Path, pki: Pki, tmp_path: Path, direct_io: str
 ) -> None:
+    # With "always", bodies are received from the TLS socket straight into the O_DIRECT stage.
     key = tmp_path / "auth.key"
     auth.write_key(key)
     frames = make_frames(src, 12, size=1_500_000)  # bodies larger than a TLS record or a read
-    receiver = receivers(out, "--workers", "2", *pki.receiver_args(), "--auth-key-file", str(key))
+    receiver = receivers(
+        out,
+        "--workers",
+        "2",
+        *pki.receiver_args(),
+        "--auth-key-file",
+        str(key),
+        "--direct-io",
+        direct_io,
+    )
 
     result = run_sender(
         src,
