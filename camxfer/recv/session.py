@@ -692,6 +692,7 @@ class Session:
 
     def _receive_manifest(self, fixed: FixedHeader) -> Reply:
         _name, dest = self._take_names(fixed)
+        self.inbox.fill_limit = BUFFER_BYTES  # up to 32 MiB: in as few receives as may be
         body = self.inbox.read_exact(fixed.size)
         reply = manifest_reply(self.root, self.settings.use_dest_paths, fixed, dest, body)
         if reply.status != Status.OK:
@@ -757,6 +758,7 @@ class Session:
 
     def _drain(self, size: int) -> None:
         pace = _BodyPace(self.settings.io_timeout)
+        self.inbox.fill_limit = BUFFER_BYTES  # discarded: in as few receives as may be
         for chunk in self.inbox.chunks(size):
             pace.add(len(chunk))
 
