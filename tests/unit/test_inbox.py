@@ -70,27 +70,48 @@ def send_split(sock: socket.socket, data: bytes, rng: random.Random) -> None:
     sock.shutdown(socket.SHUT_WR)
 
 
-def read_messages(inbox: Inbox, count: int) -> list[tuple[bytes, bytes]]:
+def read_body(inbox: Inbox, size: int, stage: memoryview | None) -> bytes:
+    """A body in `chunks`; or, with a `stage`, as the session takes one landing with O_DIRECT:
+    what is buffered through `take`, the rest received straight into the stage."""
+    if stage is None:
+        return b"".join(bytes(chunk) for chunk in inbox.chunks(size))
+    body = bytearray()
+    while len(body) < size:
+        if inbox.buffered:
+            body += inbox.take(size - len(body))
+        else:
+            body += stage[: inbox.receive_into(stage[: size - len(body)])]
+    return bytes(body)
+
+
+def read_messages(
+    inbox: Inbox, count: int, stage: memoryview | None = None
+) -> list[tuple[bytes, bytes]]:
     """Read as the receiver session does: wait, header under a deadline, then the body."""
     got = []
     for _ in range(count):
         inbox.wait_for_data(10.0)
+        assert inbox.buffered <= inbox.fill_limit
         inbox.start_deadline(10.0)
         header = inbox.read_exact(16)
         inbox.end_deadline(10.0)
-        size = int.from_bytes(header[:8], "big")
-        body = b"".join(bytes(chunk) for chunk in inbox.chunks(size))
-        got.append((header, body))
+        got.append((header, read_body(inbox, int.from_bytes(header[:8], "big"), stage)))
     return got
 
 
+@pytest.mark.parametrize("into_stage", [False, True], ids=["chunks", "into-stage"])
 @pytest.mark.parametrize("seed", range(6))
-def test_every_piece_comes_out_as_sent_however_the_writes_split(seed: int) -> None:
+def test_every_piece_comes_out_as_sent_however_the_writes_split(
+    seed: int, into_stage: bool
+) -> None:
     rng = random.Random(seed)
     sent = messages(rng, 40)
     data = b"".join(header + body for header, body in sent)
+    stage = memoryview(bytearray(70_000)) if into_stage else None
     with streaming(lambda writer: send_split(writer, data, rng)) as inbox:
-        assert read_messages(inbox, len(sent)) == sent
+        if into_stage:
+            inbox.fill_limit = 4096  # a header's receive takes little of the body after it
+        assert read_messages(inbox, len(sent), stage) == sent
         assert inbox.buffered == 0
         with pytest.raises(ConnectionClosed, match="closed by the sender"):
             inbox.wait_for_data(10.0)
@@ -135,39 +156,6 @@ def test_a_steady_stream_sets_no_timeouts_per_message() -> None:
         # its header buffered costs none. Setting the timeout before each piece, as before,
         # cost at least 8 per message.
         assert CountingSocket.setsockopt_calls < 20
-
-
-def read_bodies_into(inbox: Inbox, count: int, target: memoryview) -> list[tuple[bytes, bytes]]:
-    """Read as the session does for files landing with O_DIRECT: the buffered start of each
-    body through `take`, the rest received straight into `target` (a stand-in stage)."""
-    got = []
-    for _ in range(count):
-        inbox.wait_for_data(10.0)
-        assert inbox.buffered <= inbox.fill_limit
-        header = inbox.read_exact(16)
-        remaining = int.from_bytes(header[:8], "big")
-        body = bytearray()
-        while remaining:
-            if inbox.buffered:
-                piece = bytes(inbox.take(remaining))
-            else:
-                piece = bytes(target[: inbox.receive_into(target[:remaining])])
-            body += piece
-            remaining -= len(piece)
-        got.append((header, bytes(body)))
-    return got
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_bodies_received_straight_into_a_stage_come_out_as_sent(seed: int) -> None:
-    rng = random.Random(seed)
-    sent = messages(rng, 40)
-    data = b"".join(header + body for header, body in sent)
-    with streaming(lambda writer: send_split(writer, data, rng)) as inbox:
-        inbox.set_timeout(10.0)
-        inbox.fill_limit = 4096  # a header's receive takes little of the body after it
-        assert read_bodies_into(inbox, len(sent), memoryview(bytearray(70_000))) == sent
-        assert inbox.buffered == 0
 
 
 def test_a_body_that_ends_at_the_buffers_end_is_not_taken_for_a_close() -> None:
