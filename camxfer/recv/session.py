@@ -428,7 +428,9 @@ class Session:
     def _data_waiting(self) -> bool:
         if self.inbox.buffered:
             return True
-        if self.tls is not None and self.sock.pending():
+        if self.tls is None:
+            return self.inbox.fill_nowait()
+        if self.sock.pending():
             return True  # decrypted already, so the socket itself may look idle
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import select
 import socket
 import threading
 import time
@@ -174,3 +175,52 @@ def test_a_body_that_ends_at_the_buffers_end_is_not_taken_for_a_close() -> None:
         inbox.set_timeout(10.0)
         time.sleep(0.1)  # the whole first message is in the socket: one receive takes it all
         assert read_messages(inbox, 2) == [(first[:16], first[16:]), (second[:16], b"later")]
+
+
+def test_asking_without_waiting_takes_what_has_come_and_never_blocks() -> None:
+    reader, writer = socket_pair()
+    try:
+        inbox = Inbox(reader, bytearray(BUFFER))
+        inbox.set_timeout(30.0)
+        began = time.monotonic()
+        assert not inbox.fill_nowait()  # nothing sent yet: an answer at once, not a wait
+        assert time.monotonic() - began < 5
+        writer.sendall(b"header+body")
+        wait_until_readable(reader)
+        assert inbox.fill_nowait()
+        assert inbox.read_exact(11) == b"header+body"
+        writer.close()
+        wait_until_readable(reader)
+        assert not inbox.fill_nowait()  # closed: left for the waiting receive to say
+        with pytest.raises(ConnectionClosed, match="closed by the sender"):
+            inbox.wait_for_data(1.0)
+    finally:
+        reader.close()
+        writer.close()
+
+
+def wait_until_readable(sock: socket.socket) -> None:
+    assert select.select([sock], [], [], 10)[0], "nothing arrived"
+
+
+def test_headers_asked_for_without_waiting_set_no_timeouts_per_message() -> None:
+    # As the session reads files landing with O_DIRECT: each body received exactly into the
+    # stage, so each next header needs a receive of its own, asked for first without waiting.
+    # Waiting for each one instead (select, then the idle timeout for the wait and the I/O
+    # timeout set back after it) cost two setsockopt calls per message.
+    rng = random.Random(8)
+    sent = messages(rng, 200)
+    data = b"".join(header + body for header, body in sent)
+    stage = memoryview(bytearray(70_000))
+    CountingSocket.setsockopt_calls = 0
+    with streaming(lambda writer: writer.sendall(data), buffer=1 << 20) as inbox:
+        inbox.fill_limit = 4096
+        got = []
+        for _ in sent:
+            inbox.fill_nowait()
+            inbox.wait_for_data(600.0)  # the session's idle timeout
+            header = inbox.read_exact(16)
+            inbox.end_deadline(30.0)  # and its I/O timeout
+            got.append((header, read_body(inbox, int.from_bytes(header[:8], "big"), stage)))
+        assert got == sent
+        assert CountingSocket.setsockopt_calls < 60
