@@ -231,9 +231,10 @@ class Planner:
             number = self.template.number_of(name)
             if number is not None and self.first is not None and number < self.first:
                 return False
-            return not name.startswith(".") and fnmatch.fnmatchcase(name, self.opts.pattern)
         if name.startswith(".") or not fnmatch.fnmatchcase(name, self.opts.pattern):
             return False
+        if self.template is not None:
+            return True
         if self.opts.start_at is not None and rel < self.opts.start_at:
             return False
         return not (self.opts.start_after is not None and rel <= self.opts.start_after)
