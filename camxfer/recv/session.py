@@ -681,6 +681,7 @@ class Session:
         if names is None:
             names = self.inbox.read_exact(fixed.variable_len)
         self._end_deadline()  # the header is whole: the body has its own pace (_BodyPace)
+        self.inbox.fill_limit = BUFFER_BYTES  # a body, a drain, a manifest: large receives
         return protocol.decode_names(fixed, names)
 
     def _count_landed(self, item: Unacked, duplicate: bool) -> None:
@@ -694,7 +695,6 @@ class Session:
 
     def _receive_manifest(self, fixed: FixedHeader) -> Reply:
         _name, dest = self._take_names(fixed)
-        self.inbox.fill_limit = BUFFER_BYTES  # up to 32 MiB: in as few receives as may be
         body = self.inbox.read_exact(fixed.size)
         reply = manifest_reply(self.root, self.settings.use_dest_paths, fixed, dest, body)
         if reply.status != Status.OK:
@@ -742,9 +742,6 @@ class Session:
         O_DIRECT, straight into its aligned stage (a user-space copy of every byte was 22 %
         of a receiver's CPU in a bulk run with --direct-io always)."""
         pace = _BodyPace(self.settings.io_timeout)
-        # The next header's receive, too, then takes little of the next body (it would be
-        # copied into the stage) while files land direct.
-        self.inbox.fill_limit = DIRECT_HEADER_FILL if landing.direct else BUFFER_BYTES
         remaining = size
         while remaining:
             room = None if self.inbox.buffered else landing.receive_room(remaining)
@@ -757,10 +754,13 @@ class Session:
                 landing.received(room[:got])
             pace.add(got)
             remaining -= got
+        if landing.direct:
+            # The next header's receive takes little of the next body, which would otherwise
+            # be copied into the stage (until the header is whole: `_take_names`).
+            self.inbox.fill_limit = DIRECT_HEADER_FILL
 
     def _drain(self, size: int) -> None:
         pace = _BodyPace(self.settings.io_timeout)
-        self.inbox.fill_limit = BUFFER_BYTES  # discarded: in as few receives as may be
         for chunk in self.inbox.chunks(size):
             pace.add(len(chunk))
 
