@@ -21,6 +21,7 @@ import stat
 import threading
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 from camxfer.errors import ConfigError
 
@@ -28,6 +29,8 @@ KEY_BYTES = 32
 NONCE_BYTES = 32
 MAC_BYTES = 32  # HMAC-SHA256, untruncated
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # a key's name in a file name
+
+_HIDDEN_FIELDS = ("auth_key", "tls")  # of settings records, in their repr
 
 # Labels: one per role a MAC plays. The version prefix keeps a future handshake's values apart.
 _LABEL_SERVER_PROOF = b"camxfer/1 server proof\0"
@@ -108,6 +111,16 @@ def write_key(path: Path | str) -> None:
 
 
 # --- handshake proofs ----------------------------------------------------------------------------
+def repr_without_key(record: Any) -> str:
+    """A settings record's repr (a NamedTuple's) with its `auth_key` and TLS context shown
+    only as set or not: the key must never reach a log or a traceback."""
+    fields = [
+        f"{name}=<set>" if name in _HIDDEN_FIELDS and value is not None else f"{name}={value!r}"
+        for name, value in record._asdict().items()
+    ]
+    return f"{type(record).__name__}({', '.join(fields)})"
+
+
 def _mac(key: bytes, *parts: bytes) -> bytes:
     # Imported here: loading OpenSSL's hashes is ~3 ms of every start-up, and only runs
     # with a shared key need them.

@@ -8,7 +8,7 @@ the trigger server needs a strict parse of a full frame id.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # The last run of digits in the name, before the extension (if any). [0-9], not \d: \d
 # matches any Unicode digit, and int() would accept those too.
@@ -21,8 +21,7 @@ _FRAME_ID = re.compile(
 FRAME_DIGITS = 9
 
 
-@dataclass(frozen=True)
-class NumberedName:
+class NumberedName(NamedTuple):
     """A name split around its frame number, so neighbours can be named."""
 
     prefix: str
@@ -67,8 +66,7 @@ def frame_name(camera: str, number: int, ext: str = ".jpg") -> str:
     return f"frame_{camera}_{number:0{FRAME_DIGITS}d}{ext}"
 
 
-@dataclass(frozen=True)
-class FrameId:
+class FrameId(NamedTuple):
     camera: str
     number: int
 

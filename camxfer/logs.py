@@ -10,7 +10,6 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROTATE_BYTES = 10 * 1024 * 1024
@@ -20,10 +19,10 @@ ROTATE_KEEP = 5
 FIELDS = ("event", "peer", "camera", "file", "reason", "bytes", "files", "worker", "restarts")
 
 
-@dataclass
 class LogOutput:
-    json: bool = False
-    file: Path | None = None
+    def __init__(self) -> None:
+        self.json = False
+        self.file: Path | None = None
 
 
 # Set once by the command line (global flags) before a subcommand sets up its logging.

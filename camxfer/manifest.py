@@ -7,7 +7,7 @@ already in that folder, and lands it as `MANIFEST_NAME` beside the frames. `camx
 and `camxfer events` read it back.
 
 Responsible for: the document's shape, parsing it strictly (it comes over the wire and from
-disk), encoding it, and merging two of them. Pure functions over bytes and dataclasses; the
+disk), encoding it, and merging two of them. Pure functions over bytes and records; the
 receiver (`recv/manifest.py`) and the tools do the file work.
 """
 
@@ -18,9 +18,8 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from camxfer.errors import CamxferError
 
@@ -44,8 +43,7 @@ class ManifestError(CamxferError):
     """A manifest is not valid JSON or not in the camxfer manifest format."""
 
 
-@dataclass(frozen=True)
-class FileEntry:
+class FileEntry(NamedTuple):
     """One landed file: `name` is relative to the manifest's folder ('/'-separated)."""
 
     name: str
@@ -54,14 +52,12 @@ class FileEntry:
     landed: str | None = None  # UTC ISO 8601, set by the receiver from the landed file
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
     name: str
     reason: str  # "<kind>: <why>", kind one of failed, vanished, missing, abandoned, unverified
 
 
-@dataclass(frozen=True)
-class RunRecord:
+class RunRecord(NamedTuple):
     """The sender's report of one run of this part of the event."""
 
     started: str  # UTC ISO 8601
@@ -83,16 +79,41 @@ class RunRecord:
     unverified: tuple[Skipped, ...] = ()
 
 
-@dataclass
 class Manifest:
-    event: str | None = None
-    ball_id: str | None = None
-    camera: str | None = None
-    first_frame: str | None = None
-    asked: int | None = None  # files (frame numbers) asked for; None = no limit
-    files: dict[str, FileEntry] = field(default_factory=dict)
-    runs: list[RunRecord] = field(default_factory=list)
-    updated: str | None = None
+    """One folder's manifest. The receiver fills in `updated` and the checked `files`."""
+
+    __slots__ = ("asked", "ball_id", "camera", "event", "files", "first_frame", "runs", "updated")
+
+    def __init__(
+        self,
+        event: str | None = None,
+        ball_id: str | None = None,
+        camera: str | None = None,
+        first_frame: str | None = None,
+        asked: int | None = None,  # files (frame numbers) asked for; None = no limit
+        files: dict[str, FileEntry] | None = None,
+        runs: list[RunRecord] | None = None,
+        updated: str | None = None,
+    ) -> None:
+        self.event = event
+        self.ball_id = ball_id
+        self.camera = camera
+        self.first_frame = first_frame
+        self.asked = asked
+        self.files = {} if files is None else files
+        self.runs = [] if runs is None else runs
+        self.updated = updated
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Manifest):
+            return NotImplemented
+        return all(getattr(self, key) == getattr(other, key) for key in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{key}={getattr(self, key)!r}" for key in self.__slots__)
+        return f"Manifest({fields})"
 
     @property
     def latest(self) -> RunRecord | None:
@@ -358,12 +379,14 @@ def merge(old: Manifest | None, new: Manifest) -> Manifest:
     merged entry against the disk before writing the result.
     """
     if old is None:
-        return replace(new, files=dict(new.files), runs=list(new.runs)[-MAX_RUNS:])
+        copy = Manifest(**{key: getattr(new, key) for key in Manifest.__slots__})
+        copy.files, copy.runs = dict(new.files), list(new.runs)[-MAX_RUNS:]
+        return copy
     files = dict(old.files)
     for name, entry in new.files.items():
         before = files.get(name)
         if before is not None and before.checksum == entry.checksum and before.size == entry.size:
-            entry = replace(entry, landed=before.landed or entry.landed)
+            entry = entry._replace(landed=before.landed or entry.landed)
         files[name] = entry
     return Manifest(
         event=new.event or old.event,

@@ -26,9 +26,8 @@ import logging
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from camxfer.errors import UsageError
 
@@ -43,8 +42,7 @@ FOLDER_PREFIX = "camxfer-metrics-"  # + the serving process's pid + a random par
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
-@dataclass(frozen=True)
-class MetricsSettings:
+class MetricsSettings(NamedTuple):
     """Where a process serves its metrics (`--metrics-port`, `--metrics-bind`)."""
 
     port: int

@@ -15,8 +15,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import IO, Literal
+from typing import IO, Literal, NamedTuple
 
 Mode = Literal["auto", "bar", "lines", "off"]
 MODES = ("auto", "bar", "lines", "off")
@@ -26,8 +25,7 @@ FALLBACK_ROWS = 24
 RATE_WINDOW_S = 10.0  # MB/s and the ETA are taken over the last this many seconds
 
 
-@dataclass(frozen=True)
-class Figures:
+class Figures(NamedTuple):
     """One reading of a transfer's progress."""
 
     files: int
@@ -53,8 +51,7 @@ class Figures:
         return left / (self.files / self.seconds)
 
 
-@dataclass(frozen=True)
-class Rate:
+class Rate(NamedTuple):
     mb_per_s: float
     files_per_s: float
 

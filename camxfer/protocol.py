@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import binascii
 import struct
-from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import xxhash
 
@@ -98,8 +97,7 @@ _HELLO = struct.Struct("!4sBBHQ")
 HELLO_SIZE = _HELLO.size
 
 
-@dataclass(frozen=True)
-class Hello:
+class Hello(NamedTuple):
     version: int
     count: int | None  # files announced for this connection, None when not announced
     auth: bool = False  # a client nonce follows and the client expects a challenge
@@ -150,8 +148,7 @@ def header_check(fixed: bytes, names: bytes) -> int:
 _END = struct.Struct("!BBHHHQQ16s")  # same size as a FILE header, fields unused but seq
 
 
-@dataclass(frozen=True)
-class FileHeader:
+class FileHeader(NamedTuple):
     seq: int  # the sender's number for this file on this connection; echoed in the reply
     name: str  # relative path of the file under its destination (components split by '/')
     dest: str  # destination folder ('' = the receiver's --out-dir)
@@ -173,8 +170,7 @@ class FileHeader:
         return fixed[:_CHECK_OFFSET] + check + fixed[_CHECK_OFFSET + 2 :] + name + dest
 
 
-@dataclass(frozen=True)
-class FixedHeader:
+class FixedHeader(NamedTuple):
     """The fixed-size part of a client message, decoded before reading the variable part."""
 
     type: MessageType
@@ -184,7 +180,7 @@ class FixedHeader:
     size: int
     checksum: bytes
     header_check: int = 0  # 0: the sender does not check its headers
-    raw: bytes = field(default=b"", repr=False)  # the fixed part as received, for the check
+    raw: bytes = b""  # the fixed part as received, for the check
 
     @property
     def variable_len(self) -> int:
@@ -250,8 +246,7 @@ def reply_check(fixed: bytes, message: bytes) -> int:
     return binascii.crc32(zeroed + message) or 0xFFFFFFFF
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     seq: int
     status: Status
     message: str = ""
@@ -362,8 +357,7 @@ _AUTH = struct.Struct("!B7x32s")
 AUTH_SIZE = _AUTH.size
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(NamedTuple):
     nonce: bytes
     proof: bytes
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from camxfer.errors import ConfigError
 
@@ -49,8 +48,7 @@ class TlsError(ConfigError):
     """A certificate, key or CA file is missing, unreadable or wrong."""
 
 
-@dataclass(frozen=True)
-class TlsFiles:
+class TlsFiles(NamedTuple):
     """Certificate files of one end: its own certificate and key, and the CA it trusts."""
 
     cert: Path | None = None

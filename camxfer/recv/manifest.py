@@ -20,7 +20,7 @@ import logging
 import os
 import stat
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from camxfer.errors import UnsafePathError
@@ -83,7 +83,7 @@ def land_manifest(root: LandingRoot, dest: str, body: bytes, now: float) -> Mani
             Skipped(name, f"unverified: {why}") for name, why in dropped if name in incoming.files
         )
         if incoming.runs and unverified:
-            merged.runs[-1] = replace(merged.runs[-1], unverified=unverified)
+            merged.runs[-1] = merged.runs[-1]._replace(unverified=unverified)
         for name, why in dropped:
             log.warning("manifest %s: %s left out: %s", "/".join(folders) or ".", name, why)
         replace_file(root, dir_fd, MANIFEST_NAME, merged.encode())

@@ -18,8 +18,8 @@ Signals, strongest first (docs/completion.md):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 JPEG_EOI = b"\xff\xd9"
 
@@ -30,8 +30,7 @@ class WriteState(Enum):
     CLOSED = "closed"  # closed after writing, or renamed into place
 
 
-@dataclass(frozen=True)
-class Observation:
+class Observation(NamedTuple):
     size: int
     mtime_ns: int
     inode: int

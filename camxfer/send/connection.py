@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import select
 import socket
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from camxfer import auth, protocol
 from camxfer.errors import ProtocolError, TransferError
@@ -31,16 +30,18 @@ class HandshakeRefused(TransferError):
     """The receiver refused the connection for a reason a retry cannot fix."""
 
 
-@dataclass(frozen=True)
-class ConnectionSettings:
+class ConnectionSettings(NamedTuple):
     host: str
     port: int
     connect_timeout: float = 5.0
     io_timeout: float = 60.0
     sndbuf: int = 0
     rcvbuf: int = 0
-    auth_key: bytes | None = field(default=None, repr=False)  # prove it; MAC every message
-    tls: ssl.SSLContext | None = field(default=None, repr=False)  # speak TLS (camxfer.tls)
+    auth_key: bytes | None = None  # prove it; MAC every message
+    tls: ssl.SSLContext | None = None  # speak TLS (camxfer.tls)
+
+    def __repr__(self) -> str:
+        return auth.repr_without_key(self)
 
 
 class Connection:

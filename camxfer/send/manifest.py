@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from camxfer.errors import TransferError
 from camxfer.manifest import (
@@ -36,8 +36,7 @@ class ManifestNotLanded(TransferError):
     """The receiver did not land the run's manifest (the files themselves are unaffected)."""
 
 
-@dataclass(frozen=True)
-class EventInfo:
+class EventInfo(NamedTuple):
     """What the manifest says about the event this run is part of (all optional)."""
 
     event: str | None = None

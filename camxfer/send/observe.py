@@ -8,16 +8,14 @@ Prometheus metrics (camxfer.metrics) are both observers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from camxfer import metrics
 from camxfer.send.options import SendOptions
 from camxfer.send.report import SendReport
 
 
-@dataclass(frozen=True)
-class SendProgress:
+class SendProgress(NamedTuple):
     """Where a run stands: what landed, what is waiting, what went wrong, how long it took."""
 
     files: int  # acknowledged durable

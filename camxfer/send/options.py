@@ -1,17 +1,17 @@
-"""Everything a sender run is told: one frozen dataclass built by the CLI or by the fleet."""
+"""Everything a sender run is told: one immutable record built by the CLI or by the fleet."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
+
+from camxfer.auth import repr_without_key
 
 if TYPE_CHECKING:
     import ssl
 
 
-@dataclass(frozen=True)
-class SendOptions:
+class SendOptions(NamedTuple):
     src_dir: Path
     host: str = "127.0.0.1"
     port: int = 50001
@@ -42,8 +42,11 @@ class SendOptions:
     # Names known to have landed already (a repeated trigger): final at once, never resent.
     already_landed: frozenset[str] = frozenset()
     verbose: bool = False
-    auth_key: bytes | None = field(default=None, repr=False)  # the shared key, when configured
-    tls: ssl.SSLContext | None = field(default=None, repr=False)  # TLS to the receiver
+    auth_key: bytes | None = None  # the shared key, when configured
+    tls: ssl.SSLContext | None = None  # TLS to the receiver
+
+    def __repr__(self) -> str:
+        return repr_without_key(self)
 
     @property
     def stable_s(self) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 MAX_LISTED = 1000  # names listed per outcome kind; counts stay exact
 
@@ -16,29 +16,30 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-@dataclass
-class Problem:
+class Problem(NamedTuple):
     name: str
     reason: str
 
 
-@dataclass
 class SendReport:
-    started: float = field(default_factory=time.monotonic)
-    ended: float | None = None
-    files: int = 0
-    bytes: int = 0
-    duplicates: int = 0
-    retries: int = 0
-    failed: list[Problem] = field(default_factory=list)
-    vanished: list[Problem] = field(default_factory=list)
-    missing_count: int = 0
-    missing: list[str] = field(default_factory=list)
-    abandoned: list[str] = field(default_factory=list)
-    latencies: list[float] = field(default_factory=list)  # ready -> acked, seconds
-    landed_names: list[str] = field(default_factory=list)
-    _overflow: dict[str, int] = field(default_factory=dict, repr=False)  # problems not listed
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """What one run did so far; the sender's threads add to it under its lock."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.files = 0
+        self.bytes = 0
+        self.duplicates = 0
+        self.retries = 0
+        self.failed: list[Problem] = []
+        self.vanished: list[Problem] = []
+        self.missing_count = 0
+        self.missing: list[str] = []
+        self.abandoned: list[str] = []
+        self.latencies: list[float] = []  # ready -> acked, seconds
+        self.landed_names: list[str] = []
+        self._overflow: dict[str, int] = {}  # problems not listed
+        self._lock = threading.Lock()
 
     def landed(self, name: str, size: int, latency: float, duplicate: bool) -> None:
         with self._lock:

@@ -21,7 +21,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from camxfer.frames import NumberedName, number_between, split_number
@@ -38,19 +37,42 @@ MAX_REPORTED_NAMES = 1000  # missing names listed in a report; the count is alwa
 FULL_LISTING_S = 1.0
 
 
-@dataclass
 class ReadyFile:
     """A complete file handed to the sender."""
 
-    rel: str  # path relative to the source folder
-    path: str
-    wire_name: str  # name sent to the receiver (relative path with --preserve-structure)
-    number: int | None
-    inode: int
-    ready_mono: float  # when it was judged complete (monotonic)
-    attempts: int = 0
-    rechecks: int = 0
-    not_before: float = 0.0  # monotonic time before which a retry must not start
+    __slots__ = (
+        "attempts",
+        "inode",
+        "not_before",
+        "number",
+        "path",
+        "ready_mono",
+        "rechecks",
+        "rel",
+        "wire_name",
+    )
+
+    def __init__(
+        self,
+        rel: str,  # path relative to the source folder
+        path: str,
+        wire_name: str,  # name sent to the receiver (relative path with --preserve-structure)
+        number: int | None,
+        inode: int,
+        ready_mono: float,  # when it was judged complete (monotonic)
+    ) -> None:
+        self.rel = rel
+        self.path = path
+        self.wire_name = wire_name
+        self.number = number
+        self.inode = inode
+        self.ready_mono = ready_mono
+        self.attempts = 0
+        self.rechecks = 0
+        self.not_before = 0.0  # monotonic time before which a retry must not start
+
+    def __repr__(self) -> str:
+        return f"ReadyFile({self.rel!r}, attempts={self.attempts})"
 
 
 class Listing:
@@ -65,12 +87,14 @@ class Listing:
         return self._source.entries if isinstance(self._source, FolderIndex) else self._source
 
 
-@dataclass
 class _Template:
-    prefix: str
-    suffix: str
-    width: int
-    _numbers: dict[str, int | None] = field(default_factory=dict, repr=False, compare=False)
+    """The numbered name pattern of the frames a scan asks for."""
+
+    def __init__(self, prefix: str, suffix: str, width: int) -> None:
+        self.prefix = prefix
+        self.suffix = suffix
+        self.width = width
+        self._numbers: dict[str, int | None] = {}
 
     def number_of(self, name: str) -> int | None:
         # Every scan asks for every listed name again: parse each name once. (A test, not a
@@ -87,10 +111,10 @@ class _Template:
         return NumberedName(self.prefix, number, self.width, self.suffix).with_number(number)
 
 
-@dataclass
 class MissingReport:
-    count: int = 0
-    names: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.count = 0
+        self.names: list[str] = []
 
     def add(self, names: list[str]) -> None:
         self.count += len(names)

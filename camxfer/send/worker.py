@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from camxfer.buffers import BufferPool, anonymous_map
 from camxfer.protocol import Reply, Status, new_hasher
@@ -102,19 +102,17 @@ class WorkQueue:
             return self._closed and not self._lanes[lane % len(self._lanes)]
 
 
-@dataclass
-class Result:
+class Result(NamedTuple):
     kind: str  # landed | failed | vanished | recheck | retry | fatal
     item: ReadyFile | None
     size: int = 0
     duplicate: bool = False
     reason: str = ""
-    at: float = field(default_factory=time.monotonic)
+    at: float = 0.0  # when the ack came (monotonic), for "landed"
     checksum: bytes = b""  # of the bytes sent, for "landed" (the run's manifest lists it)
 
 
-@dataclass
-class _InFlight:
+class _InFlight(NamedTuple):
     item: ReadyFile
     size: int
     checksum: bytes = b""
@@ -371,6 +369,7 @@ class ConnectionWorker(threading.Thread):
                     item,
                     size=flight.size,
                     duplicate=reply.status == Status.DUPLICATE,
+                    at=time.monotonic(),
                     checksum=flight.checksum,
                 )
             )

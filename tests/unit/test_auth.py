@@ -180,3 +180,21 @@ def test_failures_are_counted_per_address_and_bounded() -> None:
     counter.add("10.0.0.3")  # forgets the oldest address
     assert counter.add("10.0.0.1") == 1
     assert counter.total == 5
+
+
+# --- settings that carry the key --------------------------------------------------------------
+def test_settings_records_never_show_the_key_in_their_repr(tmp_path: Path) -> None:
+    import ssl
+
+    from camxfer.send.connection import ConnectionSettings
+    from camxfer.send.options import SendOptions
+
+    context = ssl.create_default_context()
+    for record in (
+        SendOptions(tmp_path, port=5000, auth_key=KEY, tls=context),
+        ConnectionSettings("127.0.0.1", 5000, auth_key=KEY, tls=context),
+    ):
+        text = repr(record)
+        assert KEY.hex() not in text and repr(KEY) not in text and "SSLContext" not in text
+        assert "auth_key=<set>" in text and "tls=<set>" in text and "port=5000" in text
+    assert "auth_key=None" in repr(SendOptions(tmp_path))
