@@ -25,7 +25,7 @@ DEST_PATH = "bench"
 class CamxferSettings:
     workers: int = 4  # as in the README's example receiver
     conns: int = 8  # `camxfer send` defaults
-    window: int = 8
+    window: int = 32
     reuseport: bool = False
 
     @property

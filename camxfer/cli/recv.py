@@ -23,7 +23,7 @@ from camxfer.cli.common import (
 from camxfer.errors import ExitCode, UsageError
 from camxfer.logs import setup_logging
 from camxfer.recv.direct import POLICIES
-from camxfer.recv.server import ListenSettings, ReceiverServer
+from camxfer.recv.server import ListenSettings, ReceiverServer, raise_open_file_limit
 from camxfer.recv.session import ReceiverSettings
 from camxfer.tls import server_context
 
@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         reuseport=args.reuseport,
         max_connections=args.max_conns,
     )
+    raise_open_file_limit()
     server = ReceiverServer(settings, listen)
 
     stop_on_signals(server.stop, "the receiver")

@@ -178,7 +178,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--window",
         type=positive_int,
-        default=8,
+        default=32,
         help="files in flight per connection before waiting for an ack (default: %(default)s)",
     )
     how.add_argument(

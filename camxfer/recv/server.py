@@ -15,6 +15,7 @@ import errno
 import logging
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import threading
@@ -62,6 +63,28 @@ def open_listener(listen: ListenSettings, *, reuseport: bool) -> socket.socket:
             + _LISTEN_HINTS.get(exc.errno, "")
         ) from exc
     return sock
+
+
+def raise_open_file_limit() -> int:
+    """Lift this process's soft limit on open files to its hard limit; returns the limit now.
+
+    Each file a session has received and not yet acknowledged keeps its unnamed file open
+    until the group commit, up to a sender's --window (32 by default) per connection, so a
+    worker serving many connections needs more than the usual soft limit of 1,024. The hard
+    limit is what the administrator allows; workers inherit the raised limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else _UNLIMITED_FILES
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):  # above the kernel's nr_open: keep what we have
+            return soft
+        return wanted
+    return soft
+
+
+_UNLIMITED_FILES = 1 << 20  # the kernel's default nr_open: the most a process may open
 
 
 # What to do about the usual reasons a listening socket cannot be made.

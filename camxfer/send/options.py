@@ -32,7 +32,7 @@ class SendOptions(NamedTuple):
     once: bool = False
     timeout: float = 0.0  # seconds, 0 = none
     jpeg_eoi: bool = False
-    window: int = 8  # files in flight per connection before waiting for an ack
+    window: int = 32  # files in flight per connection before waiting for an ack
     retries: int = 8  # attempts per file before it is reported failed
     connect_timeout: float = 5.0
     ack_timeout: float = 60.0
