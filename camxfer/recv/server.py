@@ -65,6 +65,9 @@ def open_listener(listen: ListenSettings, *, reuseport: bool) -> socket.socket:
     return sock
 
 
+_UNLIMITED_FILES = 1 << 20  # the kernel's default nr_open: the most a process may open
+
+
 def raise_open_file_limit() -> int:
     """Lift this process's soft limit on open files to its hard limit; returns the limit now.
 
@@ -82,9 +85,6 @@ def raise_open_file_limit() -> int:
             return soft
         return wanted
     return soft
-
-
-_UNLIMITED_FILES = 1 << 20  # the kernel's default nr_open: the most a process may open
 
 
 # What to do about the usual reasons a listening socket cannot be made.
