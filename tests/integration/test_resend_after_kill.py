@@ -45,7 +45,17 @@ def test_sender_killed_mid_transfer_then_rerun_lands_every_frame_once(
 ) -> None:
     frames = make_frames(src, FILES, size=SIZE)
     receiver = receivers(out, "--use-dest-paths", "--workers", "2")
-    args = ("--once", "--conns", "4", "--dest-path", "ball_k/cam01", "--json-stats")
+    # A shallow window lands the frames a few at a time, so the kill comes mid-transfer.
+    args = (
+        "--once",
+        "--conns",
+        "4",
+        "--window",
+        "2",
+        "--dest-path",
+        "ball_k/cam01",
+        "--json-stats",
+    )
     folder = out / "ball_k" / "cam01"
 
     first = senders(src, receiver.port, *args)
