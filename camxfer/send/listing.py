@@ -42,6 +42,9 @@ class FolderIndex:
 
     def __init__(self, root: Path, wanted: Callable[[str], bool]) -> None:
         self.root = str(root)
+        # Names from the folder's listing hold no '/': a concatenation is os.path.join's result
+        # at a tenth of its cost (every scan makes a path per listed name).
+        self._prefix = os.path.join(self.root, "")
         self._wanted = wanted
         self._verdicts: dict[str, _Verdict] = {}  # every name present at the last look
         self.names: list[str] = []  # the kept names, sorted
@@ -99,7 +102,7 @@ class FolderIndex:
         return self._update(sorted(after - before), sorted(before - after))
 
     def path(self, name: str) -> str:
-        return os.path.join(self.root, name)
+        return self._prefix + name
 
     @property
     def entries(self) -> list[tuple[str, str]]:

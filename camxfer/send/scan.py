@@ -287,7 +287,12 @@ class Planner:
             self._first_obs.pop(rel, None)
 
     def _complete(
-        self, rel: str, path: str, lookahead_seen: bool, newest_mtime_ns: int | None = None
+        self,
+        rel: str,
+        path: str,
+        lookahead_seen: bool,
+        newest_mtime_ns: int | None = None,
+        number: int | None = None,
     ) -> ReadyFile | None:
         now = self.wall()
         latest = observe(path, now)
@@ -299,16 +304,32 @@ class Planner:
             # being rewritten). Lookahead rests on files being written in order, so later
             # files existing says nothing about whether this one is finished.
             lookahead_seen = False
+        if lookahead_seen:
+            # Later frames exist: complete whatever the watcher or earlier looks said (as
+            # is_complete would answer), the common case of a backlog.
+            self._first_obs.pop(rel, None)
+        elif not self._judged_complete(rel, path, latest):
+            return None
+        wire = rel if self.opts.preserve_structure else os.path.basename(rel)
+        if number is None and self.template:
+            number = self.template.number_of(rel)
+        item = ReadyFile(rel, path, wire, number, latest.inode, self.clock())
+        item.attempts, item.rechecks = self._carried.pop(rel, (0, 0))
+        return item
+
+    def _judged_complete(self, rel: str, path: str, latest: Observation) -> bool:
+        """Whether a file without later frames is finished, by the watcher's word, stability
+        and settling; keeps the first look at a file still changing."""
         state = self.watcher.state(rel) if self.watcher else WriteState.UNKNOWN
-        if state is WriteState.WRITING and not lookahead_seen:
+        if state is WriteState.WRITING:
             # The watcher will report the close: nothing to time, so the planner need not
             # poll every --stable-ms for this file (waiting_for_completion stays False).
             self._first_obs.pop(rel, None)
-            return None
+            return False
         first = self._first_obs.setdefault(rel, latest)
         if not is_complete(
             path=path,
-            lookahead_seen=lookahead_seen,
+            lookahead_seen=False,
             write_state=state,
             first=first,
             latest=latest,
@@ -318,13 +339,9 @@ class Planner:
         ):
             if first.size != latest.size or first.mtime_ns != latest.mtime_ns:
                 self._first_obs[rel] = latest  # still changing: restart the stability window
-            return None
+            return False
         self._first_obs.pop(rel, None)
-        wire = rel if self.opts.preserve_structure else os.path.basename(rel)
-        number = self.template.number_of(rel) if self.template else None
-        item = ReadyFile(rel, path, wire, number, latest.inode, self.clock())
-        item.attempts, item.rechecks = self._carried.pop(rel, (0, 0))
-        return item
+        return True
 
     def _scan_numbered(self, listing: Listing) -> list[ReadyFile]:
         assert self.template is not None and self.next_unresolved is not None
@@ -356,7 +373,7 @@ class Planner:
                 and self.max_seen is not None
                 and self.max_seen >= number + self.opts.lookahead
             )
-            item = self._complete(rel, path, lookahead_seen, newest)
+            item = self._complete(rel, path, lookahead_seen, newest, number)
             if item is not None:
                 self._inflight_numbers.add(number)
                 ready.append(item)

@@ -183,3 +183,18 @@ def test_folders_listed_by_many_threads_at_once_each_list_their_own(tmp_path: Pa
         assert len(first_added) == 300 and all(f"camera{slot}_" in n for n in first_added)
         assert later_added == [f"frame_camera{slot}_000000300.jpg"] and later_removed == []
         assert indexes[slot].names == fresh_names(folder)
+
+
+@pytest.mark.parametrize("root", ["tmp", ".", "/"])
+def test_entries_name_the_files_as_os_path_join_would(tmp_path: Path, root: str) -> None:
+    folder = tmp_path if root == "tmp" else Path(root)
+    if root == "tmp":
+        (tmp_path / "frame_camera01_000000007.jpg").write_bytes(b"x")
+    index = FolderIndex(folder, wanted)
+    index.refresh()
+    if root == "tmp":
+        assert index.names == ["frame_camera01_000000007.jpg"]
+    assert index.entries == [(name, os.path.join(str(folder), name)) for name in index.names]
+    assert index.path("frame_camera01_000000001.jpg") == os.path.join(
+        str(folder), "frame_camera01_000000001.jpg"
+    )
