@@ -110,7 +110,7 @@ def write_key(path: Path | str) -> None:
         os.close(fd)
 
 
-# --- handshake proofs ----------------------------------------------------------------------------
+# --- settings that carry the key -----------------------------------------------------------------
 def repr_without_key(record: Any) -> str:
     """A settings record's repr (a NamedTuple's) with its `auth_key` and TLS context shown
     only as set or not: the key must never reach a log or a traceback."""
@@ -121,6 +121,7 @@ def repr_without_key(record: Any) -> str:
     return f"{type(record).__name__}({', '.join(fields)})"
 
 
+# --- handshake proofs ----------------------------------------------------------------------------
 def _mac(key: bytes, *parts: bytes) -> bytes:
     # Imported here: loading OpenSSL's hashes is ~3 ms of every start-up, and only runs
     # with a shared key need them.
