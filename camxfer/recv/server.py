@@ -68,8 +68,8 @@ def open_listener(listen: ListenSettings, *, reuseport: bool) -> socket.socket:
 _UNLIMITED_FILES = 1 << 20  # the kernel's default nr_open: the most a process may open
 
 
-def raise_open_file_limit() -> int:
-    """Lift this process's soft limit on open files to its hard limit; returns the limit now.
+def raise_open_file_limit() -> None:
+    """Lift this process's soft limit on open files to its hard limit.
 
     Each file a session has received and not yet acknowledged keeps its unnamed file open
     until the group commit, up to a sender's --window (32 by default) per connection, so a
@@ -79,12 +79,9 @@ def raise_open_file_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else _UNLIMITED_FILES
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        try:
+        # Above the kernel's nr_open it fails: the receiver keeps the limit it has.
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError):  # above the kernel's nr_open: keep what we have
-            return soft
-        return wanted
-    return soft
 
 
 # What to do about the usual reasons a listening socket cannot be made.
