@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--listen-ip",
-        default="0.0.0.0",
+        default=ListenSettings.listen_ip,
         help="address to listen on (default: %(default)s, every interface)",
     )
     parser.add_argument("--port", type=port_number, required=True, help="TCP port to listen on")
@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers",
         type=positive_int,
-        default=1,
+        default=ListenSettings.workers,
         help="worker processes sharing the port (default: %(default)s)",
     )
     parser.add_argument(
@@ -95,42 +95,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-file-size",
         type=positive_int,
-        default=4 << 30,
+        default=ReceiverSettings.max_file_size,
         metavar="BYTES",
-        help="largest file accepted (default: 4 GiB)",
+        help=f"largest file accepted (default: {ReceiverSettings.max_file_size >> 30} GiB)",
     )
     parser.add_argument(
         "--max-conns",
         type=positive_int,
-        default=256,
+        default=ListenSettings.max_connections,
         help="open connections per worker; more are closed (default: %(default)s)",
     )
     parser.add_argument(
         "--idle-timeout",
         type=positive_float,
-        default=600.0,
+        default=ReceiverSettings.idle_timeout,
         metavar="SECONDS",
-        help="close a connection idle this long between files (default: 600)",
+        help="close a connection idle this long between files (default: %(default)g)",
     )
     parser.add_argument(
         "--io-timeout",
         type=positive_float,
-        default=30.0,
+        default=ReceiverSettings.io_timeout,
         metavar="SECONDS",
         help="close a connection that stalls this long inside a file or the "
         "handshake, or whose handshake or file header is not whole this long after "
         "its first byte; also about how soon an idle connection whose sender vanished "
-        "(link cut, host off) is found dead by TCP keepalive (default: 30)",
+        "(link cut, host off) is found dead by TCP keepalive (default: %(default)g)",
     )
     add_auth_key_argument(parser)
     parser.add_argument(
         "--handshake-timeout",
         type=non_negative_float,
-        default=10.0,
+        default=ReceiverSettings.handshake_timeout,
         metavar="SECONDS",
         help="with --auth-key-file or TLS: close a connection that has not authenticated "
         "this long after connecting (with TLS: stalled this long in its TLS handshake), "
-        "however slowly its bytes trickle in (default: 10)",
+        "however slowly its bytes trickle in (default: %(default)g)",
     )
     add_tls_arguments(parser, receiver=True)
     parser.add_argument("--verbose", action="store_true", help="log every file landed")
@@ -143,7 +143,7 @@ def add_direct_io_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--direct-io",
         choices=POLICIES,
-        default="auto",
+        default=ReceiverSettings.direct_io,
         help="write files with O_DIRECT, past the page cache: 'auto' does while other "
         "writers keep the machine's dirty data high (cameras on the same host, a busy "
         "disk), where it costs less CPU and cuts the latency tail, and while copying into "
@@ -163,9 +163,10 @@ def _usable_out_dir(path: Path) -> Path:
     return path
 
 
-def run(args: argparse.Namespace) -> int:
-    setup_logging("recv", verbose=args.verbose)
-    auth_key = load_auth_key(args.auth_key_file)  # before anything listens: refuse a bad key
+def settings_from_args(args: argparse.Namespace) -> tuple[ReceiverSettings, ListenSettings]:
+    """What the receiver and its listening socket are asked for; a bad key, TLS file or
+    --out-dir is a UsageError here, before anything listens."""
+    auth_key = load_auth_key(args.auth_key_file)
     tls = tls_files(args)
     if tls is not None:
         server_context(tls)  # each worker makes its own; a bad file is one clear error now
@@ -191,6 +192,12 @@ def run(args: argparse.Namespace) -> int:
         reuseport=args.reuseport,
         max_connections=args.max_conns,
     )
+    return settings, listen
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging("recv", verbose=args.verbose)
+    settings, listen = settings_from_args(args)
     raise_open_file_limit()
     server = ReceiverServer(settings, listen)
 
@@ -204,8 +211,8 @@ def run(args: argparse.Namespace) -> int:
                 args.workers,
                 settings.out_dir,
                 " (destination paths on)" if args.use_dest_paths else "",
-                ", senders must authenticate" if auth_key else "",
-                ", TLS only" if tls else "",
+                ", senders must authenticate" if settings.auth_key else "",
+                ", TLS only" if settings.tls else "",
             )
         )
     log.info("stopped")

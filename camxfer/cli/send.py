@@ -36,6 +36,10 @@ from camxfer.tls import client_context
 
 log = logging.getLogger("camxfer.send")
 
+# The options' defaults are SendOptions' own: a library caller and the command line get the
+# same run.
+DEFAULTS = SendOptions._field_defaults
+
 EXAMPLES = """\
 examples:
   # send the frames after frame 46835, 799 of them, to a receiver started with --use-dest-paths
@@ -67,7 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     what = p.add_argument_group("what to send")
     what.add_argument("--src-dir", type=Path, required=True, help="folder to send frames from")
-    what.add_argument("--pattern", default="*.jpg", help="file name pattern (default: %(default)s)")
+    what.add_argument(
+        "--pattern", default=DEFAULTS["pattern"], help="file name pattern (default: %(default)s)"
+    )
     what.add_argument(
         "--start-after",
         metavar="NAME",
@@ -82,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--max-files",
         type=non_negative_int,
-        default=0,
+        default=DEFAULTS["max_files"],
         help="stop after this many files (frame numbers, for numbered frames: "
         "a frame reported missing uses its slot); 0 = unlimited (default)",
     )
@@ -99,12 +105,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     where = p.add_argument_group("where to send")
     where.add_argument(
-        "--host", default="127.0.0.1", help="receiver address (default: %(default)s)"
+        "--host", default=DEFAULTS["host"], help="receiver address (default: %(default)s)"
     )
     where.add_argument("--port", type=port_number, required=True, help="receiver port")
     where.add_argument(
         "--dest-path",
-        default="",
+        default=DEFAULTS["dest_path"],
         help="folder on the receiver: relative paths go under its --out-dir; an "
         "absolute path must lie inside its --out-dir (receiver needs "
         "--use-dest-paths). Default: the receiver's --out-dir",
@@ -116,23 +122,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     when.add_argument(
         "--lookahead",
         type=non_negative_int,
-        default=4,
+        default=DEFAULTS["lookahead"],
         help="a frame is complete when the frame this many numbers later exists "
         "(default: %(default)s; 0 turns this signal off)",
     )
     when.add_argument(
         "--stable-ms",
         type=non_negative_float,
-        default=5.0,
-        help="or when its size and mtime hold still this long (default: 5)",
+        default=DEFAULTS["stable_ms"],
+        help="or when its size and mtime hold still this long (default: %(default)g)",
     )
     when.add_argument(
         "--settle-ms",
         type=non_negative_float,
-        default=500.0,
+        default=DEFAULTS["settle_ms"],
         help="a file modified less than this long ago is complete only on a stronger signal "
         "(lookahead, the writer closed it, --jpeg-eoi): a writer pausing between pieces must "
-        "not look finished (default: 500; 0 = the seed's behaviour)",
+        "not look finished (default: %(default)g; 0 = the seed's behaviour)",
     )
     when.add_argument(
         "--jpeg-eoi",
@@ -143,24 +149,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     when.add_argument(
         "--file-wait-ms",
         type=non_negative_float,
-        default=10.0,
-        help="how often to check for a frame that does not exist yet (default: 10)",
+        default=DEFAULTS["file_wait_ms"],
+        help="how often to check for a frame that does not exist yet (default: %(default)g)",
     )
     when.add_argument(
         "--poll-ms",
         type=non_negative_float,
-        default=50.0,
-        help="how often to look for new and completed frames (default: 50); inotify wakes "
+        default=DEFAULTS["poll_ms"],
+        help="how often to look for new and completed frames (default: %(default)g); inotify wakes "
         "earlier, and with it the folder is read in full once a second, in between only the "
         "names inotify saw come and go",
     )
     when.add_argument(
         "--frame-timeout",
         type=non_negative_float,
-        default=5.0,
+        default=DEFAULTS["frame_timeout"],
         metavar="SECONDS",
         help="how long to wait for a missing frame once later frames exist, "
-        "before reporting it missing (default: 5)",
+        "before reporting it missing (default: %(default)g)",
     )
     when.add_argument(
         "--no-inotify",
@@ -172,41 +178,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument(
         "--conns",
         type=positive_int,
-        default=8,
+        default=DEFAULTS["conns"],
         help="parallel TCP connections (default: %(default)s)",
     )
     how.add_argument(
         "--window",
         type=positive_int,
-        default=32,
+        default=DEFAULTS["window"],
         help="files in flight per connection before waiting for an ack (default: %(default)s)",
     )
     how.add_argument(
         "--retries",
         type=non_negative_int,
-        default=8,
+        default=DEFAULTS["retries"],
         help="attempts per file before it is reported failed (default: %(default)s)",
     )
     how.add_argument(
         "--ack-timeout",
         type=positive_float,
-        default=60.0,
+        default=DEFAULTS["ack_timeout"],
         metavar="SECONDS",
-        help="give up on a connection that acknowledges nothing this long (default: 60)",
+        help="give up on a connection that acknowledges nothing this long (default: %(default)g)",
     )
     how.add_argument(
         "--sndbuf",
         type=non_negative_int,
-        default=0,
+        default=DEFAULTS["sndbuf"],
         metavar="BYTES",
-        help="fixed socket send buffer for long links (default: 0, Linux autotuning)",
+        help="fixed socket send buffer for long links (default: %(default)s, Linux autotuning)",
     )
     how.add_argument(
         "--rcvbuf",
         type=non_negative_int,
-        default=0,
+        default=DEFAULTS["rcvbuf"],
         metavar="BYTES",
-        help="fixed socket receive buffer (default: 0, Linux autotuning)",
+        help="fixed socket receive buffer (default: %(default)s, Linux autotuning)",
     )
 
     run_group = p.add_argument_group("run")
@@ -218,7 +224,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run_group.add_argument(
         "--timeout",
         type=non_negative_float,
-        default=0.0,
+        default=DEFAULTS["timeout"],
         metavar="SECONDS",
         help="stop after this many seconds; 0 = no limit (default)",
     )

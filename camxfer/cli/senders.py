@@ -104,9 +104,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     trigger.add_argument(
         "--frame-timeout",
         type=non_negative_float,
-        default=5.0,
+        default=EventSettings.frame_timeout,
         metavar="SECONDS",
-        help="wait this long for a gap in the frames before reporting it missing (default: 5)",
+        help="wait this long for a gap in the frames before reporting it missing "
+        "(default: %(default)g)",
     )
     direct = p.add_argument_group("direct mode")
     direct.add_argument(
@@ -133,7 +134,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         default=None,
         help="frames per camera (a camera's own max_files wins); trigger mode "
-        "default 800, direct mode default unlimited",
+        f"default {EventSettings.max_files}, direct mode default unlimited",
     )
     both.add_argument(
         "--timeout",
@@ -141,7 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SECONDS",
         help="trigger mode: an event ends at the latest after this long "
-        "(default 300); direct mode: each sender stops after this long "
+        f"(default {EventSettings.timeout:g}); direct mode: each sender stops after this long "
         "(default: no limit)",
     )
     both.add_argument(
@@ -216,9 +217,9 @@ def _serve_triggers(args: argparse.Namespace) -> int:
     if args.max_files == 0:  # an event of 0 frames would end "done" having sent nothing
         raise UsageError("--max-files must be at least 1 with --zmq (frames per camera per event)")
     cameras = _cameras(args)
+    given = {"max_files": args.max_files, "timeout": args.timeout}
     settings = EventSettings(
-        max_files=args.max_files if args.max_files is not None else 800,
-        timeout=args.timeout if args.timeout is not None else 300.0,
+        **{name: value for name, value in given.items() if value is not None},
         frame_timeout=args.frame_timeout,
         conns=conns_per_camera(args, len(cameras)),
         auth_keys=_auth_keys(cameras, args),

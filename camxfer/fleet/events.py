@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("camxfer.trigger")
 
+_SEND_DEFAULTS = SendOptions._field_defaults
+
 
 def event_id(ball_id: str, frame_number: int) -> str:
     return f"{ball_id}-{frame_number}"
@@ -41,10 +43,11 @@ class EventSettings:
 
     max_files: int = 800  # frames per camera, unless the camera sets max_files
     timeout: float = 300.0  # an event ends at the latest this many seconds after it starts
-    frame_timeout: float = 5.0
-    conns: int = 8  # per camera, unless the camera sets conns
-    lookahead: int = 4
-    stable_ms: float = 5.0
+    # As `camxfer send` detects and sends, unless set otherwise.
+    frame_timeout: float = _SEND_DEFAULTS["frame_timeout"]
+    conns: int = _SEND_DEFAULTS["conns"]  # per camera, unless the camera sets conns
+    lookahead: int = _SEND_DEFAULTS["lookahead"]
+    stable_ms: float = _SEND_DEFAULTS["stable_ms"]
     jpeg_eoi: bool = False
     # Shared keys by camera name, for cameras whose receiver wants one (docs/security.md).
     auth_keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
