@@ -2,7 +2,8 @@
 
 Signals, strongest first (docs/completion.md):
 1. lookahead: a frame `lookahead` numbers later exists (cameras write frames in order), or,
-   for names without numbers, `lookahead` names follow it in the listing;
+   for names without numbers, `lookahead` names follow it in the listing. Only the planner
+   (scan.py) sees the listing, so it applies this one; `is_complete` judges the rest;
 2. the file watcher saw the writer close it (inotify IN_CLOSE_WRITE / IN_MOVED_TO) and no
    write since; a file it saw being written and not yet closed is never complete;
 3. with `jpeg_eoi`, a JPEG that ends with the end-of-image marker FF D9 (and kept its size
@@ -71,7 +72,6 @@ def is_stable(first: Observation | None, latest: Observation, stable_s: float) -
 def is_complete(
     *,
     path: str,
-    lookahead_seen: bool,
     write_state: WriteState,
     first: Observation | None,
     latest: Observation,
@@ -79,8 +79,6 @@ def is_complete(
     jpeg_eoi: bool,
     settle_s: float = 0.0,
 ) -> bool:
-    if lookahead_seen:
-        return True
     if write_state is WriteState.WRITING:
         return False
     if write_state is WriteState.CLOSED:

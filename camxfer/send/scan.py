@@ -305,8 +305,8 @@ class Planner:
             # files existing says nothing about whether this one is finished.
             lookahead_seen = False
         if lookahead_seen:
-            # Later frames exist: complete whatever the watcher or earlier looks said (as
-            # is_complete would answer), the common case of a backlog.
+            # Later frames exist: complete whatever the watcher or earlier looks said (the
+            # strongest signal, docs/completion.md), the common case of a backlog.
             self._first_obs.pop(rel, None)
         elif not self._judged_complete(rel, path, latest):
             return None
@@ -329,7 +329,6 @@ class Planner:
         first = self._first_obs.setdefault(rel, latest)
         if not is_complete(
             path=path,
-            lookahead_seen=False,
             write_state=state,
             first=first,
             latest=latest,

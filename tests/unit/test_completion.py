@@ -41,7 +41,6 @@ def decide(
     *,
     at: float,
     first: Observation | None = None,
-    lookahead_seen: bool = False,
     state: WriteState = WriteState.UNKNOWN,
     jpeg_eoi: bool = False,
     stable_s: float = STABLE_S,
@@ -49,7 +48,6 @@ def decide(
 ) -> bool:
     return is_complete(
         path=str(path),
-        lookahead_seen=lookahead_seen,
         write_state=state,
         first=first,
         latest=seen(path, at),
@@ -103,11 +101,6 @@ def test_any_change_between_observations_is_not_stable(tmp_path: Path, change: s
     assert not is_stable(first, seen(path, 1001.0), STABLE_S)
 
 
-def test_lookahead_wins_over_everything(tmp_path: Path) -> None:
-    path = write(tmp_path / "a.jpg", b"partial", 1000.0)
-    assert decide(path, at=1000.0, lookahead_seen=True, state=WriteState.WRITING)
-
-
 def test_writer_holding_the_file_open_is_never_complete(tmp_path: Path) -> None:
     path = write(tmp_path / "a.jpg", b"\xff\xd8partial\xff\xd9", 1000.0)
     assert not decide(path, at=2000.0, state=WriteState.WRITING)
@@ -146,7 +139,6 @@ def test_jpeg_that_grew_since_observed_is_not_complete(tmp_path: Path) -> None:
         f.write(b"more")
     assert not is_complete(
         path=str(path),
-        lookahead_seen=False,
         write_state=WriteState.UNKNOWN,
         first=None,
         latest=latest,
@@ -175,4 +167,3 @@ def test_young_file_needs_more_than_stability_while_settling(tmp_path: Path) -> 
     assert not decide(path, at=1000.1, stable_s=0.005, settle_s=0.5)
     assert decide(path, at=1000.6, stable_s=0.005, settle_s=0.5)
     assert decide(path, at=1000.1, stable_s=0.005, settle_s=0.5, state=WriteState.CLOSED)
-    assert decide(path, at=1000.1, stable_s=0.005, settle_s=0.5, lookahead_seen=True)
