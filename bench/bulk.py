@@ -88,7 +88,9 @@ def run_suite(
         contenders += [ceiling.CP, ceiling.CP_SYNC]
     wanted = [
         ("tar", peers.TAR_NC),
+        ("tar", peers.TAR_NC_SYNC),
         ("rsync", peers.RSYNC),
+        ("rsync", peers.RSYNC_FSYNC),
         ("seed", baselines.SEED),
         ("sendfile", baselines.SENDFILE_FSYNC),
         ("sendfile", baselines.SENDFILE),

@@ -5,17 +5,25 @@
   sees EOF and exits, and the receiving tar finishes). One TCP stream, no fsync.
 - `rsync -a src/ rsync://HOST:PORT/bench/` into an rsync daemon started for the run
   (`--no-detach`, a generated config whose one module is the destination). No fsync.
+
+Each also durable, as camxfer lands files, for a like-for-like figure beside the targets
+(which the issue sets against the plain commands):
+- `tar | nc + sync`: the receiving side runs `sync` once tar has written the last file, and
+  the clock stops when it returns;
+- `rsync daemon --fsync`: the daemon fsyncs each file before renaming it into place (the
+  client hands the option to the daemon; the renames themselves are not synced).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from bench.measure import Contender, Plan, RepContext
 
 
-def _tar_nc(ctx: RepContext) -> Plan:
-    receive = 'nc -l -s "$0" -p "$1" | tar -C "$2" -xf -'
+def _tar_nc(ctx: RepContext, *, then_sync: bool = False) -> Plan:
+    receive = 'nc -l -s "$0" -p "$1" | tar -C "$2" -xf -' + (" && sync" if then_sync else "")
     send = 'tar -C "$0" -cf - . | nc -N "$1" "$2"'
     return Plan(
         sender=["sh", "-c", send, str(ctx.src), ctx.host, str(ctx.port)],
@@ -23,6 +31,15 @@ def _tar_nc(ctx: RepContext) -> Plan:
         landed=ctx.dest,
         receiver_exits=True,
     )
+
+
+def _tar_nc_sync(ctx: RepContext) -> Plan:
+    return _tar_nc(ctx, then_sync=True)
+
+
+def _rsync_fsync(ctx: RepContext) -> Plan:
+    plan = _rsync(ctx)
+    return replace(plan, sender=[*plan.sender[:2], "--fsync", *plan.sender[2:]])
 
 
 def _rsync(ctx: RepContext) -> Plan:
@@ -42,4 +59,10 @@ def _rsync(ctx: RepContext) -> Plan:
 
 
 TAR_NC = Contender("tar", "tar | nc", "peer", _tar_nc, flags="netcat-openbsd, 1 stream")
+TAR_NC_SYNC = Contender(
+    "tar", "tar | nc + sync", "peer", _tar_nc_sync, flags="then sync on the receiver"
+)
 RSYNC = Contender("rsync", "rsync daemon", "peer", _rsync, flags="rsync -a, 1 stream")
+RSYNC_FSYNC = Contender(
+    "rsync", "rsync daemon --fsync", "peer", _rsync_fsync, flags="rsync -a --fsync, 1 stream"
+)

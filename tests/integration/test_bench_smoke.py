@@ -70,3 +70,22 @@ def test_scan_mode_hands_out_every_frame_the_camera_wrote(tmp_path: Path) -> Non
         assert row["frames_written"] > 10
         assert row["frames_handed_out"] == row["frames_written"]
         assert row["scan_cpu_ms_median"] > 0
+
+
+@pytest.mark.timeout(90)
+def test_peers_plain_and_durable_all_verify(tmp_path: Path) -> None:
+    """tar | nc and the rsync daemon, each as typed and durable (sync after tar; rsync
+    --fsync): every row lands every file byte-identical."""
+    result = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--only", "tar,rsync", "--workdir",
+         str(tmp_path / "work"), "--json", str(tmp_path / "bench.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = json.loads((tmp_path / "bench.json").read_text())["bulk"]["loopback"]["measurements"]
+    assert {m["name"]: m["verified"] for m in rows} == {
+        "tar | nc": True,
+        "tar | nc + sync": True,
+        "rsync daemon": True,
+        "rsync daemon --fsync": True,
+    }
