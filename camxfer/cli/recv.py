@@ -23,7 +23,13 @@ from camxfer.cli.common import (
 from camxfer.errors import ExitCode, UsageError
 from camxfer.logs import setup_logging
 from camxfer.recv.direct import POLICIES
-from camxfer.recv.server import ListenSettings, ReceiverServer, raise_open_file_limit
+from camxfer.recv.server import (
+    MAX_DEFAULT_WORKERS,
+    ListenSettings,
+    ReceiverServer,
+    default_workers,
+    raise_open_file_limit,
+)
 from camxfer.recv.session import ReceiverSettings
 from camxfer.tls import server_context
 
@@ -63,8 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers",
         type=positive_int,
-        default=ListenSettings.workers,
-        help="worker processes sharing the port (default: %(default)s)",
+        default=default_workers(),
+        help="worker processes sharing the port; each takes its connections in threads "
+        f"(default: one per CPU, at most {MAX_DEFAULT_WORKERS}: %(default)s here)",
     )
     parser.add_argument(
         "--reuseport",

@@ -37,11 +37,24 @@ log = logging.getLogger("camxfer.recv")
 STOP_GRACE_SECONDS = 10.0  # how long in-flight files may take to finish on shutdown
 
 
+# `camxfer recv` without --workers: a process per CPU, up to this many. Each connection is a
+# thread of its worker, and threads of one process hand the GIL to each other at every system
+# call: eight connections into one worker took 11,000 context switches per 1,000 small frames
+# (1,900 with four workers) and a fifth longer (docs/performance.md).
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers() -> int:
+    """The worker count `camxfer recv` starts when not told: one per CPU it may run on, at
+    most MAX_DEFAULT_WORKERS."""
+    return max(1, min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0))))
+
+
 @dataclass(frozen=True)
 class ListenSettings:
     listen_ip: str = "0.0.0.0"
     port: int = 0
-    workers: int = 1
+    workers: int = 1  # 1: served in the calling process, no worker processes
     reuseport: bool = False
     max_connections: int = 256  # per worker; more are closed at once
     backlog: int = 128

@@ -404,7 +404,7 @@ class Session:
         count = self.failures.add(address)
         self.counters.add(errors=1)
         log.warning(
-            "%s: authentication failed (%s); %d failure(s) from %s so far",
+            "%s: authentication failed (%s); %d failure(s) from %s so far in this process",
             self.peer,
             reason,
             count,

@@ -279,7 +279,8 @@ def test_a_replayed_session_writes_nothing(receivers, out: Path, key_file: Path)
 
 def test_reflected_proofs_are_refused(receivers, out: Path, key_file: Path) -> None:
     """Without the key, an attacker has only the receiver's own proofs to send back."""
-    receiver = receivers(out, "--auth-key-file", str(key_file))
+    # One worker: the failures are counted per worker process, and both must meet one count.
+    receiver = receivers(out, "--workers", "1", "--auth-key-file", str(key_file))
     hello = protocol.encode_hello(None, auth=True)
     with connect(receiver.port) as first, connect(receiver.port) as second:
         first.sendall(hello + auth.new_nonce())
@@ -300,7 +301,8 @@ def test_reflected_proofs_are_refused(receivers, out: Path, key_file: Path) -> N
 def test_broken_handshakes_are_closed_and_counted_while_a_good_sender_lands(
     receivers, src: Path, out: Path, key_file: Path
 ) -> None:
-    receiver = receivers(out, "--auth-key-file", str(key_file), *DEADLINE_FLAGS)
+    # One worker: the failures are counted per worker process, and all four must meet one.
+    receiver = receivers(out, "--workers", "1", "--auth-key-file", str(key_file), *DEADLINE_FLAGS)
     hello = protocol.encode_hello(None, auth=True)
     bad: dict[str, socket.socket] = {}
     bad["silent"] = connect(receiver.port)

@@ -5,15 +5,19 @@ A default changed in one place cannot drift from the other."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from camxfer.cli import build_parser
 from camxfer.cli.recv import settings_from_args
 from camxfer.cli.send import options_from_args
 from camxfer.fleet.events import EventSettings
-from camxfer.recv.server import ListenSettings
+from camxfer.recv.server import MAX_DEFAULT_WORKERS, ListenSettings, default_workers
 from camxfer.recv.session import ReceiverSettings
 from camxfer.send.options import SendOptions
+from tests.conftest import REPO
 
 
 def test_send_without_options_gets_send_options_defaults(tmp_path: Path) -> None:
@@ -46,4 +50,14 @@ def test_recv_without_options_gets_the_settings_defaults(tmp_path: Path) -> None
     argv = ["recv", "--port", "9", "--out-dir", str(tmp_path)]
     settings, listen = settings_from_args(build_parser("recv").parse_args(argv))
     assert settings == ReceiverSettings(out_dir=tmp_path.absolute())
-    assert listen == ListenSettings(port=9)
+    assert listen == ListenSettings(port=9, workers=default_workers())
+
+
+def test_recv_starts_a_worker_per_cpu_it_may_use() -> None:
+    one_cpu = subprocess.run(
+        [sys.executable, "-c", "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
+         "from camxfer.recv.server import default_workers; print(default_workers())"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    assert one_cpu.stdout.strip() == "1"
+    assert default_workers() == min(MAX_DEFAULT_WORKERS, len(os.sched_getaffinity(0)))
