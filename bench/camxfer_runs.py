@@ -1,4 +1,4 @@
-"""camxfer as a contender: `camxfer recv --workers N --use-dest-paths` + `camxfer send --once`.
+"""camxfer as a contender: `camxfer recv [--workers N] --use-dest-paths` + `camxfer send --once`.
 
 Responsible for: the command lines for a given setting (receiver workers, sender connections
 and window), reading the sender's `--json-stats` (a run whose stats are not ok is a failure,
@@ -17,26 +17,37 @@ from pathlib import Path
 from bench.dataset import frame_file_name
 from bench.measure import Contender, Plan, RepContext
 from bench.procs import free_port
+from camxfer.recv.server import default_workers
 
 DEST_PATH = "bench"
 
 
 @dataclass(frozen=True)
 class CamxferSettings:
-    workers: int = 4  # as in the README's example receiver
+    workers: int | None = None  # None: `camxfer recv`'s own default (no --workers)
     conns: int = 8  # `camxfer send` defaults
     window: int = 32
     reuseport: bool = False
 
     @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers is not None else default_workers()
+
+    @property
     def flags(self) -> str:
-        text = f"recv --workers {self.workers}; send --conns {self.conns} --window {self.window}"
+        recv = (
+            f"recv --workers {self.workers}"
+            if self.workers is not None
+            else f"recv (its default, {self.worker_count} workers)"
+        )
+        text = f"{recv}; send --conns {self.conns} --window {self.window}"
         return text + (" (--reuseport)" if self.reuseport else "")
 
     def receiver_argv(self, ctx: RepContext) -> list[str]:
         argv = [sys.executable, "-m", "camxfer", "recv", "--listen-ip", ctx.host]
-        argv += ["--port", str(ctx.port), "--out-dir", str(ctx.dest)]
-        argv += ["--workers", str(self.workers), "--use-dest-paths"]
+        argv += ["--port", str(ctx.port), "--out-dir", str(ctx.dest), "--use-dest-paths"]
+        if self.workers is not None:
+            argv += ["--workers", str(self.workers)]
         return argv + (["--reuseport"] if self.reuseport else [])
 
     def sender_argv(self, ctx: RepContext) -> list[str]:
@@ -115,7 +126,7 @@ def camxfer_triggered_contender(settings: CamxferSettings) -> Contender:
         service += ["--zmq-bind", "127.0.0.1", "--zmq-port", str(zmq_port)]
         service += ["--max-files", str(ctx.count), "--conns", str(settings.conns)]
         receiver = [sys.executable, "-m", "camxfer", "receivers", "--config", str(config)]
-        receiver += ["--workers", str(settings.workers)]
+        receiver += ["--workers", str(settings.worker_count)]
 
         def trigger() -> str | None:
             try:
@@ -141,5 +152,5 @@ def camxfer_triggered_contender(settings: CamxferSettings) -> Contender:
             trigger=trigger,
         )
 
-    flags = f"receivers --workers {settings.workers}; senders --zmq --conns {settings.conns}"
+    flags = f"receivers --workers {settings.worker_count}; senders --zmq --conns {settings.conns}"
     return Contender("triggered", "camxfer (triggered)", "camxfer", plan, flags, over_link=True)

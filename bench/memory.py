@@ -42,7 +42,7 @@ def _one(data: Dataset, workdir: Path) -> dict[str, Any]:
     try:
         wait_listening(ctx.port, receiver)
         deadline = time.monotonic() + 10  # the parent listens before every worker has started
-        while len(receiver.children()) < DEFAULT.workers and time.monotonic() < deadline:
+        while len(receiver.children()) < DEFAULT.worker_count and time.monotonic() < deadline:
             time.sleep(0.02)
         idle = {pid: vm_hwm_kib(pid) for pid in receiver.children()}
         sender = Proc(DEFAULT.sender_argv(ctx), logs, "memory-send")

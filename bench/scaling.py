@@ -1,9 +1,9 @@
 """The scaling mode: camxfer's MB/s against --conns, --workers and file size, with PNG plots.
 
-Responsible for: three sweeps, one factor at a time from the defaults (receiver --workers 4,
-sender --conns 8 --window 32), each measured round-robin on loopback; the file-size sweep
-keeps the total bytes about constant and runs the sendfile+recv_into fsync baseline beside
-camxfer; and the plots in bench/results/scaling-*.png (skipped, with a note, without
+Responsible for: three sweeps, one factor at a time from the defaults (the receiver's own
+worker count, sender --conns 8 --window 32), each measured round-robin on loopback; the
+file-size sweep keeps the total bytes about constant and runs the sendfile+recv_into fsync
+baseline beside camxfer; and the plots in bench/results/scaling-*.png (skipped, with a note, without
 matplotlib: `bench/setup.sh` installs it).
 """
 
