@@ -2,47 +2,46 @@
 
 Exercises bench/run.py --quick (a small data set, one repetition) on loopback with camxfer
 (by command and by a ZMQ trigger to a warm `camxfer senders --zmq`), the sendfile+recv_into
-baseline and cp. No timing assertions: speed lives in bench/.
+baseline, cp, the peers (plain and durable), and the scan mode. No timing assertions: speed
+lives in bench/.
 """
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.timeout(90)
-def test_quick_bench_verifies_camxfer_and_prints_ratios(tmp_path: Path) -> None:
+def run_bench(tmp_path: Path, *args: str, timeout: float = 80) -> tuple[str, dict[str, Any]]:
+    """bench/run.py with `args`, its work and JSON under tmp_path: (stdout, the JSON)."""
+    figures = tmp_path / "bench.json"
+    argv = [sys.executable, "bench/run.py", *args, "--workdir", str(tmp_path / "work")]
     result = subprocess.run(
-        [
-            sys.executable,
-            "bench/run.py",
-            "--quick",
-            "--only",
-            "camxfer,sendfile,cp,triggered",
-            "--workdir",
-            str(tmp_path / "work"),
-            "--json",
-            str(tmp_path / "bench.json"),
-        ],
+        [*argv, "--json", str(figures)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=80,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    camxfer_rows = [line for line in result.stdout.splitlines() if line.startswith("  camxfer (")]
-    assert camxfer_rows and all(" verified " in row for row in camxfer_rows), result.stdout
-    assert "FAILED" not in result.stdout, result.stdout
-    assert "ratios (camxfer MB/s / other MB/s" in result.stdout
-    assert "sendfile+recv_into fsync" in result.stdout
+    return result.stdout, json.loads(figures.read_text())
 
-    figures = json.loads((tmp_path / "bench.json").read_text())
+
+@pytest.mark.timeout(90)
+def test_quick_bench_verifies_camxfer_and_prints_ratios(tmp_path: Path) -> None:
+    stdout, figures = run_bench(tmp_path, "--quick", "--only", "camxfer,sendfile,cp,triggered")
+    camxfer_rows = [line for line in stdout.splitlines() if line.startswith("  camxfer (")]
+    assert camxfer_rows and all(" verified " in row for row in camxfer_rows), stdout
+    assert "FAILED" not in stdout, stdout
+    assert "ratios (camxfer MB/s / other MB/s" in stdout
+    assert "sendfile+recv_into fsync" in stdout
+
     measured = {m["name"]: m for m in figures["bulk"]["loopback"]["measurements"]}
     camxfer = measured["camxfer (default)"]
     assert camxfer["verified"] and camxfer["mb_per_s"] > 0 and camxfer["files"] > 0
@@ -58,13 +57,8 @@ def test_quick_bench_verifies_camxfer_and_prints_ratios(tmp_path: Path) -> None:
 def test_scan_mode_hands_out_every_frame_the_camera_wrote(tmp_path: Path) -> None:
     """The scan mode drives the real planner and watcher over a live ring: every frame the
     camera thread wrote is handed out, once, and the CPU per scan is reported."""
-    result = subprocess.run(
-        [sys.executable, "bench/run.py", "--mode", "scan", "--quick", "--workdir",
-         str(tmp_path / "work"), "--json", str(tmp_path / "scan.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=50, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = json.loads((tmp_path / "scan.json").read_text())["scan"]["scan"]
+    _stdout, figures = run_bench(tmp_path, "--mode", "scan", "--quick", timeout=50)
+    rows = figures["scan"]["scan"]
     assert [row["ring"] for row in rows] == [90, 1000]
     for row in rows:
         assert row["frames_written"] > 10
@@ -76,13 +70,8 @@ def test_scan_mode_hands_out_every_frame_the_camera_wrote(tmp_path: Path) -> Non
 def test_peers_plain_and_durable_all_verify(tmp_path: Path) -> None:
     """tar | nc and the rsync daemon, each as typed and durable (sync after tar; rsync
     --fsync): every row lands every file byte-identical."""
-    result = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick", "--only", "tar,rsync", "--workdir",
-         str(tmp_path / "work"), "--json", str(tmp_path / "bench.json")],
-        cwd=ROOT, capture_output=True, text=True, timeout=80, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    rows = json.loads((tmp_path / "bench.json").read_text())["bulk"]["loopback"]["measurements"]
+    _stdout, figures = run_bench(tmp_path, "--quick", "--only", "tar,rsync")
+    rows = figures["bulk"]["loopback"]["measurements"]
     assert {m["name"]: m["verified"] for m in rows} == {
         "tar | nc": True,
         "tar | nc + sync": True,
