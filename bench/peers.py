@@ -17,7 +17,7 @@ Each also durable, as camxfer lands files, for a like-for-like figure beside the
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from functools import partial
 
 from bench.measure import Contender, Plan, RepContext
 
@@ -33,23 +33,15 @@ def _tar_nc(ctx: RepContext, *, then_sync: bool = False) -> Plan:
     )
 
 
-def _tar_nc_sync(ctx: RepContext) -> Plan:
-    return _tar_nc(ctx, then_sync=True)
-
-
-def _rsync_fsync(ctx: RepContext) -> Plan:
-    plan = _rsync(ctx)
-    return replace(plan, sender=[*plan.sender[:2], "--fsync", *plan.sender[2:]])
-
-
-def _rsync(ctx: RepContext) -> Plan:
+def _rsync(ctx: RepContext, *, fsync: bool = False) -> Plan:
     config = ctx.workdir / "config" / f"rsyncd-{ctx.port}.conf"
     config.parent.mkdir(exist_ok=True)
     config.write_text(f"use chroot = no\n[bench]\n    path = {ctx.dest}\n    read only = no\n")
     if os.geteuid() == 0:  # as root the daemon would write as 'nobody': permission denied
         config.write_text(config.read_text() + "    uid = root\n    gid = root\n")
+    options = ["-a", "--fsync"] if fsync else ["-a"]
     return Plan(
-        sender=["rsync", "-a", f"{ctx.src}/", f"rsync://{ctx.host}:{ctx.port}/bench/"],
+        sender=["rsync", *options, f"{ctx.src}/", f"rsync://{ctx.host}:{ctx.port}/bench/"],
         receiver=[
             *("rsync", "--daemon", "--no-detach", f"--config={config}"),
             *(f"--address={ctx.host}", f"--port={ctx.port}"),
@@ -60,9 +52,17 @@ def _rsync(ctx: RepContext) -> Plan:
 
 TAR_NC = Contender("tar", "tar | nc", "peer", _tar_nc, flags="netcat-openbsd, 1 stream")
 TAR_NC_SYNC = Contender(
-    "tar", "tar | nc + sync", "peer", _tar_nc_sync, flags="then sync on the receiver"
+    "tar",
+    "tar | nc + sync",
+    "peer",
+    partial(_tar_nc, then_sync=True),
+    flags="then sync on the receiver",
 )
 RSYNC = Contender("rsync", "rsync daemon", "peer", _rsync, flags="rsync -a, 1 stream")
 RSYNC_FSYNC = Contender(
-    "rsync", "rsync daemon --fsync", "peer", _rsync_fsync, flags="rsync -a --fsync, 1 stream"
+    "rsync",
+    "rsync daemon --fsync",
+    "peer",
+    partial(_rsync, fsync=True),
+    flags="rsync -a --fsync, 1 stream",
 )
