@@ -20,6 +20,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -97,8 +98,9 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-# What to do about the usual reasons a listening socket cannot be made.
-_LISTEN_HINTS = {
+# What to do about the usual reasons a listening socket cannot be made (keyed by an OSError's
+# errno, which may be None).
+_LISTEN_HINTS: dict[int | None, str] = {
     errno.EADDRINUSE: "; another process listens there (another receiver?): stop it or "
     "choose another --port",
     errno.EADDRNOTAVAIL: "; that address is not one of this host's: check --listen-ip",
@@ -223,7 +225,7 @@ class ReceiverServer:
         self._shared: socket.socket | None = None
         self.restarts = 0
 
-    def serve(self, on_ready: callable | None = None) -> None:
+    def serve(self, on_ready: Callable[[], None] | None = None) -> None:
         self.settings.out_dir.mkdir(parents=True, exist_ok=True)
         removed = remove_stale_temps(self.settings.out_dir)
         if removed:
@@ -249,12 +251,14 @@ class ReceiverServer:
             if self._shared:
                 self._shared.close()
 
-    def _serve_in_process(self, on_ready: callable | None) -> None:
+    def _serve_in_process(self, on_ready: Callable[[], None] | None) -> None:
         worker = Worker(open_listener(self.listen, reuseport=False), self.settings, self.listen)
-        watcher = threading.Thread(
-            target=lambda: (self.stop.wait(), worker.stop.set()), daemon=True
-        )
-        watcher.start()
+
+        def stop_worker() -> None:
+            self.stop.wait()
+            worker.stop.set()
+
+        threading.Thread(target=stop_worker, daemon=True).start()
         if on_ready:
             on_ready()
         worker.run()
@@ -280,7 +284,7 @@ class ReceiverServer:
             for index, process in enumerate(workers):
                 if process.exitcode is None:
                     continue
-                removed = remove_stale_temps(self.settings.out_dir, only_pids={process.pid})
+                removed = remove_stale_temps(self.settings.out_dir, only_pids={_pid(process)})
                 self.restarts += 1
                 if (recorder := metrics.recorder()) is not None:
                     recorder.worker_restarts.inc()
@@ -307,11 +311,18 @@ class ReceiverServer:
         for process in workers:
             if process.exitcode is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGTERM)
+                    os.kill(_pid(process), signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_SECONDS + 2
         for process in workers:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.exitcode is None:
                 process.kill()
                 process.join(2)
-                remove_stale_temps(self.settings.out_dir, only_pids={process.pid})
+                remove_stale_temps(self.settings.out_dir, only_pids={_pid(process)})
+
+
+def _pid(process: BaseProcess) -> int:
+    """A worker's pid: None only before start(), and `_start_worker` starts each one."""
+    pid = process.pid
+    assert pid is not None
+    return pid
