@@ -99,7 +99,9 @@ HELLO_SIZE = _HELLO.size
 
 class Hello(NamedTuple):
     version: int
-    count: int | None  # files announced for this connection, None when not announced
+    # Files announced for this connection (the wire's count), None when not announced. Not
+    # named `count`: that would hide tuple.count.
+    announced: int | None
     auth: bool = False  # a client nonce follows and the client expects a challenge
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from camxfer import auth, metrics, protocol
 from camxfer.buffers import BufferPool, anonymous_map
@@ -136,6 +136,7 @@ class Session:
         # O_DIRECT landing (camxfer.recv.direct): decided again at each group commit.
         self._land_direct = direct.wanted(settings.direct_io, others_writing=False)
         self._stage: mmap.mmap | None = None  # taken at the first direct landing
+        self._tls_sock: ssl.SSLSocket | None = None  # self.sock, once wrapped in TLS
         self._direct_looked = -DIRECT_LOOK_SECONDS  # monotonic time of the last look
         self.announced: int | None = None
         self.received = 0
@@ -278,7 +279,7 @@ class Session:
             return False
         if not self._authenticate(hello, raw_hello, client_nonce):
             return False
-        if self.settings.expect_count_first and hello.count is None:
+        if self.settings.expect_count_first and hello.announced is None:
             log.warning("%s: connection did not announce a file count; refused", self.peer)
             self._reply(
                 Reply(
@@ -290,12 +291,12 @@ class Session:
             )
             self._linger()
             return False
-        self.announced = hello.count
+        self.announced = hello.announced
         self._reply(Reply(0, Status.OK, f"camxfer/{protocol.VERSION}"))
         log.info(
             "%s: connected%s",
             self.peer,
-            f", announcing {hello.count} files" if hello.count is not None else "",
+            f", announcing {hello.announced} files" if hello.announced is not None else "",
             extra={"event": "connection_opened", "peer": self.peer},
         )
         self._opened = True
@@ -375,7 +376,7 @@ class Session:
             )
         except OSError as exc:
             raise ConnectionClosed(str(exc)) from exc
-        self.sock = tls_sock
+        self.sock = self._tls_sock = tls_sock
         self.inbox.new_socket(tls_sock)  # its timeouts are set again
         try:
             tls_sock.do_handshake()
@@ -428,9 +429,10 @@ class Session:
     def _data_waiting(self) -> bool:
         if self.inbox.buffered:
             return True
-        if self.tls is None:
+        tls_sock = self._tls_sock  # set by _start_tls when self.tls is, before any message
+        if tls_sock is None:
             return self.inbox.fill_nowait()
-        if self.sock.pending():
+        if tls_sock.pending():
             return True  # decrypted already, so the socket itself may look idle
         readable, _, _ = select.select([self.sock], [], [], 0)
         return bool(readable)
@@ -493,7 +495,9 @@ class Session:
                 item.reply = Reply(
                     item.fixed.seq, Status.IO_ERROR, "cannot make the folder durable"
                 )
-        replies = [item.reply for item in pending]
+        # Every item has its reply now: one without a landing was refused before the flush
+        # (Unacked(reply=...)), and each one with a landing got its reply above.
+        replies = cast("list[Reply]", [item.reply for item in pending])
         try:
             self.sock.sendall(b"".join(self._encode(reply) for reply in replies))
         except OSError as exc:

@@ -45,7 +45,7 @@ def test_hello_roundtrip(count: int | None) -> None:
     assert len(data) == HELLO_SIZE
     hello = protocol.decode_hello(data)
     assert hello.version == protocol.VERSION
-    assert hello.count == count
+    assert hello.announced == count
 
 
 def test_hello_keeps_a_foreign_version_for_the_server_to_refuse() -> None:
