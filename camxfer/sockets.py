@@ -21,7 +21,8 @@ def connect(host: str, port: int, timeout: float) -> socket.socket:
     For an ASCII name the bytes are the same either way.
     """
     name: str | bytes = host.encode("ascii") if host.isascii() else host
-    return socket.create_connection((name, port), timeout=timeout)
+    # typeshed has the host as str only; getaddrinfo takes bytes as well.
+    return socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
 
 
 def set_io_timeout(sock: socket.socket, seconds: float) -> None:

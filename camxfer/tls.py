@@ -19,7 +19,7 @@ import stat
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeGuard
 
 from camxfer.errors import ConfigError
 
@@ -38,7 +38,7 @@ def _ssl() -> ModuleType:
     return ssl
 
 
-def is_tls_error(exc: BaseException) -> bool:
+def is_tls_error(exc: BaseException) -> TypeGuard[ssl.SSLError]:
     """Whether `exc` is an ssl.SSLError (if ssl was never imported, it cannot be one)."""
     ssl = sys.modules.get("ssl")
     return ssl is not None and isinstance(exc, ssl.SSLError)
