@@ -178,12 +178,13 @@ class Planner:
         self._numbered_decided = True
         if parts is None:
             return
-        self._set_template(_Template(parts.prefix, parts.suffix, parts.width))
+        template = _Template(parts.prefix, parts.suffix, parts.width)
+        self._set_template(template)
         self.first = parts.number if self.opts.start_at else parts.number + 1
         self.next_unresolved = self.first
         end = self.range_end
         for name in self.opts.already_landed:
-            number = self.template.number_of(name)
+            number = template.number_of(name)
             if number is not None and number >= self.first and (end is None or number < end):
                 self._final_above.add(number)
         self._advance()
@@ -270,20 +271,20 @@ class Planner:
         self._decide_numbering_from_listing(listing)
         ready = self._scan_numbered(listing) if self.numbered else self._scan_names(listing)
         if self.backlog:
-            self._drop_vanished_backlog(listing)
+            self._drop_vanished_backlog(listing, self.backlog)
         return ready
 
-    def _drop_vanished_backlog(self, listing: Listing) -> None:
+    def _drop_vanished_backlog(self, listing: Listing, backlog: set[str]) -> None:
         listed = {rel for rel, _p in listing.entries}
         inflight = self._inflight_names | {
             rel
-            for rel in self.backlog
+            for rel in backlog
             if self.template and self.template.number_of(rel) in self._inflight_numbers
         }
-        for rel in sorted(self.backlog - listed - inflight):
+        for rel in sorted(backlog - listed - inflight):
             log.warning("vanished before it was sent: %s", rel)
             self.vanished.append(rel)
-            self.backlog.discard(rel)
+            backlog.discard(rel)
             self._first_obs.pop(rel, None)
 
     def _complete(
@@ -543,10 +544,11 @@ class Planner:
 
     def expected_next_path(self) -> Path | None:
         """The next frame's path, when numbering predicts it (checked cheaply between listings)."""
-        if not self.numbered or self.next_unresolved is None:
+        template = self.template
+        if template is None or self.next_unresolved is None:  # not numbered
             return None
         number = self.next_unresolved if self.max_seen is None else self.max_seen + 1
-        return self.root / self.template.name_of(number)
+        return self.root / template.name_of(number)
 
     @property
     def waiting_for_completion(self) -> bool:

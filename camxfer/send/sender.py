@@ -14,6 +14,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from camxfer.errors import TransferError, UsageError
 from camxfer.send.connection import Connection
@@ -23,6 +24,21 @@ from camxfer.send.report import SendReport
 from camxfer.send.scan import Planner, ReadyFile, cleanup_part_files
 from camxfer.send.watch import FolderWatcher
 from camxfer.send.worker import ConnectionWorker, Result, WorkQueue
+
+if TYPE_CHECKING:
+    from typing import TypedDict, Unpack
+
+    class SendRunOptions(TypedDict, total=False):
+        """SendRun's keyword arguments, for `run_send`."""
+
+        stop: threading.Event | None
+        abandon: threading.Event | None
+        progress: Callable[[SendReport], None] | None
+        progress_interval: float
+        observer: SendObserver | None
+        observer_interval: float
+        keep_connection: bool
+
 
 log = logging.getLogger("camxfer.send")
 
@@ -362,12 +378,12 @@ class SendRun:
         if planner.backlog:
             for rel in sorted(planner.backlog - set(self.report.abandoned)):
                 self.report.add_problem("vanished", rel, "never judged complete before the end")
-        end = planner.range_end
-        if planner.numbered and end is not None and planner.next_unresolved is not None:
+        end, template = planner.range_end, planner.template
+        if template is not None and end is not None and planner.next_unresolved is not None:
             landed = set(self.report.landed_names) | set(self.report.abandoned)
             problems = {p.name for p in self.report.failed + self.report.vanished}
             for number in range(planner.next_unresolved, end):
-                name = planner.template.name_of(number)
+                name = template.name_of(number)
                 if name in landed or name in problems:
                     continue
                 self.report.missing_count += 1
@@ -375,5 +391,5 @@ class SendRun:
                     self.report.missing.append(name)
 
 
-def run_send(opts: SendOptions, **kwargs: object) -> SendReport:
+def run_send(opts: SendOptions, **kwargs: Unpack[SendRunOptions]) -> SendReport:
     return SendRun(opts, **kwargs).run()
