@@ -13,6 +13,7 @@ receiver (`recv/manifest.py`) and the tools do the file work.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import re
@@ -149,7 +150,7 @@ class Manifest:
             "updated": self.updated,
         }
 
-    def encode(self) -> bytes:
+    def encode(self) -> builtins.bytes:  # in this class, `bytes` is the property above
         """One field per line, and one line per file and per run: easy to read and to grep.
 
         Written by hand rather than with json.dumps(indent=), which makes json use its
