@@ -82,7 +82,9 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
         server_context(tls)  # one clear error now, not receivers failing over and over
     children = []
     for camera in cameras:
-        _check_dest_path(args.config, camera.name, camera.dest_path)
+        dest = camera.dest_path
+        assert dest is not None  # need_dest=True: load_config refused a camera without one
+        _check_dest_path(args.config, camera.name, dest)
         argv = [
             sys.executable,
             "-m",
@@ -94,7 +96,7 @@ def receiver_children(args: argparse.Namespace) -> list[Child]:
             "--port",
             str(camera.port),
             "--out-dir",
-            str(camera.dest_path),
+            str(dest),
             "--workers",
             str(args.workers),
             "--use-dest-paths",

@@ -107,7 +107,7 @@ def load_config(
     """Read and check `path`; `need_src`/`need_dest` make those fields required for every camera."""
     path = Path(path).absolute()
     raw = _parse(path, _read(path))
-    if not isinstance(raw, dict):
+    if not isinstance(raw, _JsonObject):  # every JSON object is one (_object_hook)
         raise ConfigError(
             f"{path}: the top level must be a JSON object mapping camera names to settings, "
             f"not {_json_type(raw)}."
@@ -143,7 +143,7 @@ def load_config(
 _EXAMPLE = '{"camera01": {"src": "/ring/camera01", "dest_path": "/data/"}}'
 
 
-class _JsonObject(dict):
+class _JsonObject(dict[str, Any]):
     """A decoded JSON object that remembers keys given twice (json keeps only the last)."""
 
     duplicates: list[str]
@@ -191,7 +191,7 @@ def _camera(path: Path, name: str, entry: Any, index: int) -> CameraConfig:
             f"{path}: camera name {name!r} is not allowed; use 1 to 64 letters, digits, "
             "'_' or '-', starting with a letter or digit."
         )
-    if not isinstance(entry, dict):
+    if not isinstance(entry, _JsonObject):
         raise ConfigError(
             f"{path}: camera {name!r} must be a JSON object of settings, not {_json_type(entry)}."
         )

@@ -116,7 +116,8 @@ def _service(manager: ServiceManager, name: str, parse_command: CommandParser) -
         status.config = str(config)
     if kind == "receivers":
         try:
-            cameras = load_config(config).select(args.camera)
+            # `camxfer receivers` always has a --config (it has a default).
+            cameras = load_config(args.config).select(args.camera)
         except CamxferError as exc:
             status.note = str(exc)
             cameras = ()

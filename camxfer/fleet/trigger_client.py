@@ -35,7 +35,7 @@ class TriggerClient:
         self.endpoint = f"tcp://{host}:{port}"
         self.timeout = timeout
         self.retries = retries
-        self._context = zmq.Context.instance()
+        self._context: zmq.Context = zmq.Context.instance()
         # A CURVE server drops a client whose key it does not know without a word: such a
         # client, like one with the wrong server key, only ever times out.
         self._curve = CurveClient.load(curve) if curve is not None else None
