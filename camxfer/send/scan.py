@@ -539,7 +539,9 @@ class Planner:
         sent back for a recheck, or one not yet judged complete, is not in flight.)"""
         if self.backlog is None:
             return False
-        in_flight = self._inflight_numbers if self.numbered else self._inflight_names
+        in_flight: set[int] | set[str] = (
+            self._inflight_numbers if self.numbered else self._inflight_names
+        )
         return len(self.backlog) == len(in_flight)
 
     def expected_next_path(self) -> Path | None:
