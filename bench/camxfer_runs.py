@@ -60,7 +60,7 @@ class CamxferSettings:
 DEFAULT = CamxferSettings()
 # Tried in turn by the "tuned" search (one repetition each); the best is then measured in full.
 # Two cores: fewer connections and workers cost less scheduling. The window stays at the
-# default's 32, which beat 8, 16 and 64 (docs/performance.md, "a deeper window").
+# default's 32, which beat 8, 16 and 64 (docs/performance-history.md, "a deeper window").
 TUNED_CANDIDATES = (
     CamxferSettings(workers=2, conns=4, window=32),
     CamxferSettings(workers=2, conns=2, window=32),

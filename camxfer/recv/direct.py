@@ -11,9 +11,9 @@ Why: an ordinary write copies each byte into new page-cache pages, and later wri
 them out again. On the storage host that work competes with everything else the machine
 does. With six cameras writing their rings on the same two cores, landing with O_DIRECT cut
 the receivers' CPU by about a quarter, and the median of the runs' p99 complete -> landed
-latency from 158 ms to 30 ms (docs/performance.md). With nothing else writing, buffered writes
-with one syncfs per batch stay faster, unless the page cache itself is slow (a VM handing its
-free memory back to the host); hence the "auto" policy.
+latency from 158 ms to 30 ms (docs/performance-history.md). With nothing else writing,
+buffered writes with one syncfs per batch stay faster, unless the page cache itself is slow
+(a VM handing its free memory back to the host); hence the "auto" policy.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def wanted(policy: str, others_writing: bool) -> bool:
 # workers on two cores), but on a VM whose balloon reports freed memory to its host (virtio
 # free page reporting) every new page must first be backed again, and the same writes ran at
 # 0.25-0.47 GB/s: bulk landed in 1.02 s buffered against 0.55 s with O_DIRECT
-# (docs/performance.md). Below this rate O_DIRECT is the cheaper way.
+# (docs/performance-history.md). Below this rate O_DIRECT is the cheaper way.
 SLOW_PAGE_CACHE_BYTES_PER_S = 0.8e9
 # Bytes of a file's first buffered writes timed (each timing costs two ~0.6 µs clock reads),
 # and the fewest that make a reading.

@@ -41,7 +41,7 @@ STOP_GRACE_SECONDS = 10.0  # how long in-flight files may take to finish on shut
 # `camxfer recv` without --workers: a process per CPU, up to this many. Each connection is a
 # thread of its worker, and threads of one process hand the GIL to each other at every system
 # call: eight connections into one worker took 11,000 context switches per 1,000 small frames
-# (1,900 with four workers) and a fifth longer (docs/performance.md).
+# (1,900 with four workers) and a fifth longer (docs/performance-history.md).
 MAX_DEFAULT_WORKERS = 4
 
 
