@@ -59,6 +59,10 @@ MAX_BATCH = 32  # files landed before their folder fsync and acks are forced out
 # After an error reply: how long and how much input to discard before closing (see _linger).
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 4 << 20
+# After refusing a file at its header (TOO_LARGE): the sender stops within one piece of its
+# body once it sees the refusal (send/connection.py BODY_PIECE_BYTES); until then its bytes
+# are drained, up to this much, so a reset does not destroy the refusal on the way.
+REFUSED_BODY_DRAIN_BYTES = 64 << 20
 # A body arriving slower than this, measured over each --io-timeout, is given up on.
 MIN_BODY_BYTES_PER_S = 1024
 
@@ -238,8 +242,9 @@ class Session:
             if self._stage is not None:
                 direct.STAGES.give(self._stage)
 
-    def _linger(self) -> None:
-        """Half-close after an error reply and discard what the peer still sends, briefly.
+    def _linger(self, limit: int = LINGER_BYTES) -> None:
+        """Half-close after an error reply and discard what the peer still sends, briefly
+        (at most `limit` bytes, for at most LINGER_SECONDS).
 
         Closing a socket with unread input makes Linux send a RST, and a RST makes the
         peer's kernel drop data it has not read yet, which would include our error reply
@@ -249,7 +254,7 @@ class Session:
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + LINGER_SECONDS
             drained = 0
-            while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+            while drained < limit and (left := deadline - time.monotonic()) > 0:
                 set_io_timeout(self.sock, max(left, 0.001))
                 got = self.sock.recv_into(self._buffer, BUFFER_BYTES)
                 if not got:
@@ -571,7 +576,7 @@ class Session:
         )
         self._flush()
         self._reply(Reply(fixed.seq, Status.TOO_LARGE, message))
-        self._linger()
+        self._linger(min(fixed.size, REFUSED_BODY_DRAIN_BYTES))
 
     def _finish(self, seq: int) -> None:
         self._flush()

@@ -3,6 +3,11 @@
 It sends file after file without waiting for acknowledgements (headers are pipelined; the
 receiver answers in order), and reads replies whenever they are there. A file's bytes go
 with zero-copy `sendfile`; the header is sent with MSG_MORE so it rides in the same segment.
+
+A receiver answers a file before its body only to refuse it and close (a file over its
+--max-file-size): it stops reading, so a sender still pushing gigabytes would meet a reset,
+which also discards the refusal. So a long body goes out in pieces, and between them the
+connection looks for that answer.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from camxfer.tls import is_tls_error
 
 if TYPE_CHECKING:
     import ssl
+
+
+# Between pieces of this size, a long body looks for the receiver's early refusal: one
+# select() per piece, and the receiver drains more than this before it closes.
+BODY_PIECE_BYTES = 8 << 20
 
 
 class ConnectionLost(Exception):
@@ -50,6 +60,7 @@ class Connection:
         self._parser = ReplyParser()
         self._next_seq = 1
         self._lost: str | None = None  # why the connection broke, once it has
+        self._held: list[Reply] = []  # read while a body was being sent, not handed out yet
         self._send_mac: auth.MessageMac | None = None  # set by an authenticated handshake
         self._tls = settings.tls is not None
         try:
@@ -177,11 +188,18 @@ class Connection:
         except OSError as exc:
             raise ConnectionLost(f"send failed: {exc}") from exc
 
+    @property
+    def next_seq(self) -> int:
+        """The sequence number the next message (and its reply) will carry."""
+        return self._next_seq
+
     def send_file(self, fd: int, name: str, dest: str, size: int, checksum: bytes) -> int:
         """Send one file from the open `fd`; returns the sequence number its reply will carry.
 
         If the file shrank under us, the body is padded to the announced size so the stream
-        stays in step; the receiver's checksum check then refuses the file.
+        stays in step; the receiver's checksum check then refuses the file. Raises
+        ConnectionLost when the receiver refused the file before its body was all sent (the
+        refusal is kept for poll_replies) or the link broke.
         """
         seq = self._next_seq
         self._next_seq += 1
@@ -191,22 +209,24 @@ class Connection:
         self._send(header, socket.MSG_MORE if size else 0)
         sent = 0
         if self._tls:
-            return self._send_body_tls(fd, size, seq)
+            return self._send_body_tls(fd, name, size, seq)
         try:
             while sent < size:
-                n = self._sendfile(fd, sent, size - sent)
+                n = self._sendfile(fd, sent, min(size - sent, BODY_PIECE_BYTES))
                 if n == 0:
                     break  # end of file before `size`: the file was truncated
                 sent += n
+                if sent < size and self._answered_early(seq):
+                    raise ConnectionLost(f"the receiver refused {name} before its end")
         except OSError as exc:
             raise ConnectionLost(f"send failed: {exc}") from exc
         if sent < size:
             self._send(bytes(size - sent))
         return seq
 
-    def _send_body_tls(self, fd: int, size: int, seq: int) -> int:
+    def _send_body_tls(self, fd: int, name: str, size: int, seq: int) -> int:
         """Read and send the body: a TLS socket encrypts in user space, so no sendfile."""
-        sent = 0
+        sent = checked = 0
         try:
             while sent < size:
                 data = os.pread(fd, min(size - sent, 1 << 20), sent)
@@ -214,11 +234,30 @@ class Connection:
                     break  # the file was truncated: pad below, the checksum refuses it
                 self._send(data)
                 sent += len(data)
+                if sent - checked >= BODY_PIECE_BYTES and sent < size:
+                    checked = sent
+                    if self._answered_early(seq):
+                        raise ConnectionLost(f"the receiver refused {name} before its end")
         except OSError as exc:
             raise ConnectionLost(f"send failed: {exc}") from exc
         if sent < size:
             self._send(bytes(size - sent))
         return seq
+
+    def _answered_early(self, seq: int) -> bool:
+        """Whether the receiver has answered file `seq` while its body is still being sent.
+
+        That answer is a refusal, after which the receiver reads no more. Acks of earlier files
+        that arrive meanwhile are read too and kept, in order, for poll_replies.
+        """
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        if not readable:
+            return False
+        try:
+            self._held = self.poll_replies()
+        except ConnectionLost:
+            return True  # closed without an answer: the next send fails anyway
+        return any(reply.seq == seq for reply in self._held)
 
     def _recv_nowait(self) -> bytes:
         if not self._tls:
@@ -280,9 +319,11 @@ class Connection:
         raised on the next call: a receiver that acks a file and then closes (it is stopping)
         has landed that file, and the sender must count it, not resend or fail it.
         """
+        replies, self._held = self._held, []
         if self._lost is not None:
+            if replies:
+                return replies
             raise ConnectionLost(self._lost)
-        replies: list[Reply] = []
         while True:
             try:
                 data = self._recv_nowait()

@@ -212,12 +212,20 @@ class ConnectionWorker(threading.Thread):
             return
         fd, size, checksum = prepared
         try:
-            conn = self._connection(extra=1)
-            seq = conn.send_file(fd, item.wire_name, self.opts.dest_path, size, checksum)
-            self._inflight[seq] = _InFlight(item, size, checksum)
+            try:
+                conn = self._connection(extra=1)
+            except ConnectionLost as exc:
+                self._connection_lost(str(exc), also=item)
+                return
+            # In flight from its header on: a reply that comes before the body is all sent
+            # (a refusal) settles it like any other, instead of it being resent.
+            self._inflight[conn.next_seq] = _InFlight(item, size, checksum)
+            try:
+                conn.send_file(fd, item.wire_name, self.opts.dest_path, size, checksum)
+            except ConnectionLost as exc:
+                self._connection_lost(str(exc))
+                return
             self._collect(block=False)
-        except ConnectionLost as exc:
-            self._connection_lost(str(exc), also=item)
         finally:
             os.close(fd)
 

@@ -299,6 +299,29 @@ def test_file_over_max_file_size_is_refused_as_too_large(receivers, src: Path, o
     assert temps_under(out) == []
 
 
+def test_file_far_over_max_file_size_fails_at_once_with_the_reason(
+    receivers, src: Path, out: Path
+) -> None:
+    """The receiver refuses at the header and stops reading long before the body is sent:
+    the sender must see the refusal (not a broken pipe) and neither retry nor wait."""
+    make_frames(src, 2, size=5000)
+    big = src / "frame_camera01_000000003.jpg"
+    with big.open("wb") as f:  # sparse: 300 MiB of zeros without writing them
+        f.truncate(300 << 20)
+    os.utime(big, (big.stat().st_atime - 5, big.stat().st_mtime - 5))  # an old frame
+    make_frames(src, 2, size=5000, first=4)
+    receiver = receivers(out, "--max-file-size", "1000000")
+    result = run_sender(src, receiver.port, "--once", "--conns", "1", "--json-stats")
+    assert result.returncode == 1, result.stderr
+    stats = result.stats
+    assert (stats["files"], stats["failed"], stats["retries"]) == (4, 1, 0), result.stderr
+    [skipped] = stats["skipped"]
+    assert skipped["name"] == big.name
+    assert "over this receiver's limit" in skipped["reason"]
+    assert sorted(tree_hashes(out)) == sorted(n for n in tree_hashes(src) if "003" not in n)
+    assert temps_under(out) == []
+
+
 def test_receiver_start_removes_temps_of_dead_writers_only(
     receivers, tmp_path: Path, frames: Path
 ) -> None:

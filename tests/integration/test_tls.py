@@ -7,6 +7,8 @@ should trust) come from security_helpers.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,28 @@ def test_frames_land_byte_identical_over_tls_with_the_shared_key_too(
     assert result.stats["files"] == 12
     assert_landed_identical(out, frames)
     assert "TLS only" in receiver.log()
+
+
+def test_a_file_far_over_the_limit_fails_at_once_over_tls_too(
+    receivers, src: Path, out: Path, pki: Pki
+) -> None:
+    # TLS bodies are read and sent in user space: that loop looks for the early refusal too.
+    frames = make_frames(src, 2, size=5000)
+    big = src / frame_name("camera01", 3)
+    with big.open("wb") as f:  # sparse: 300 MiB of zeros
+        f.truncate(300 << 20)
+    os.utime(big, (time.time() - 5, time.time() - 5))
+    receiver = receivers(out, *pki.receiver_args(), "--max-file-size", "1000000")
+
+    result = run_sender(
+        src, receiver.port, "--once", "--json-stats", "--conns", "1", "--tls-ca", str(pki.ca)
+    )
+
+    assert result.returncode == 1, result.stderr
+    stats = result.stats
+    assert (stats["files"], stats["failed"], stats["retries"]) == (2, 1, 0), result.stderr
+    assert "over this receiver's limit" in stats["skipped"][0]["reason"]
+    assert_landed_identical(out, frames)
 
 
 def test_a_plain_sender_is_told_to_use_tls_and_nothing_is_written(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from camxfer.send.connection import BODY_PIECE_BYTES
 from tests.conftest import (
     MANIFEST_NAME,
     finish_sender,
@@ -52,6 +53,18 @@ def test_bytes_identical_after_transfer(receivers, src: Path, out: Path, recv_ar
     assert stats["ok"] is True
     assert (stats["files"], stats["duplicates"], stats["failed"]) == (44, 0, 0)
     assert stats["bytes"] == sum(p.stat().st_size for p in src.iterdir())
+
+
+def test_acks_read_while_a_long_body_is_sent_are_kept(receivers, src: Path, out: Path) -> None:
+    # Bodies over BODY_PIECE_BYTES go in pieces, and between them the sender reads what the
+    # receiver answered: the acks of the files before, which must still count, once each.
+    make_frames(src, 6, size=BODY_PIECE_BYTES * 2 + 12345)
+    receiver = receivers(out)
+    result = run_sender(src, receiver.port, "--once", "--conns", "1", "--json-stats")
+    assert result.returncode == 0, result.stderr
+    assert tree_hashes(out) == tree_hashes(src)
+    stats = result.stats
+    assert (stats["files"], stats["duplicates"], stats["retries"]) == (6, 0, 0)
 
 
 def test_selection_start_after_and_max_files(receivers, src: Path, out: Path) -> None:
