@@ -143,7 +143,10 @@ class Session:
         self._tls_sock: ssl.SSLSocket | None = None  # self.sock, once wrapped in TLS
         self._direct_looked = -DIRECT_LOOK_SECONDS  # monotonic time of the last look
         self.announced: int | None = None
-        self.received = 0
+        self.received = 0  # files, not FILE messages: a resend on this connection counts once
+        # Names refused here with an error the sender retries (on this connection, if it
+        # stays up): when one comes again it is the same file, not one more.
+        self._may_come_again: set[str] = set()
         self._pending: list[Unacked] = []  # files waiting for the group commit and their ack
         self._folders = BatchFolders(root)  # the pending files' folders, open until the flush
         # Authentication (only with settings.auth_key): see _authenticate.
@@ -556,7 +559,6 @@ class Session:
             if fixed.size > self.settings.max_file_size:
                 self._refuse_too_large(fixed)
                 return
-            self.received += 1
             self._pending.append(self._receive_file(fixed))
 
     def _refuse_too_large(self, fixed: FixedHeader) -> None:
@@ -597,6 +599,10 @@ class Session:
     def _receive_file(self, fixed: FixedHeader) -> Unacked:
         """Take one file's name and body into a sealed temp (or refuse it, staying in step)."""
         name, dest = self._take_names(fixed)
+        if name in self._may_come_again:
+            self._may_come_again.discard(name)
+        else:
+            self.received += 1
         started = time.monotonic()
         if self._metrics:
             self._camera = self._metrics.camera(
@@ -774,6 +780,8 @@ class Session:
             pace.add(len(chunk))
 
     def _refuse(self, fixed: FixedHeader, name: str, status: Status, message: str) -> Reply:
+        if status.retryable:  # the sender sends it again, on this connection if it stays up
+            self._may_come_again.add(name)
         self.counters.add(errors=1)
         if self._metrics:
             self._metrics.receive_failures.labels(self._camera, status.name.lower()).inc()

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -320,6 +321,35 @@ def test_file_far_over_max_file_size_fails_at_once_with_the_reason(
     assert "over this receiver's limit" in skipped["reason"]
     assert sorted(tree_hashes(out)) == sorted(n for n in tree_hashes(src) if "003" not in n)
     assert temps_under(out) == []
+
+
+@pytest.fixture
+def immutable_folder(out: Path) -> Iterator[Path]:
+    """`out/ev`, in which nothing can be created (chattr +i binds root too)."""
+    folder = out / "ev"
+    folder.mkdir(parents=True)
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_files_resent_on_one_connection_count_once_against_its_announcement(
+    receivers, src: Path, out: Path, immutable_folder: Path
+) -> None:
+    # Every attempt is refused with a retryable error, and the sender resends each file on
+    # the same connection: the stream is whole, so END must not report a count mismatch.
+    make_frames(src, 3, size=5000)
+    receiver = receivers(out, "--use-dest-paths")
+    result = run_sender(
+        src, receiver.port, "--once", "--conns", "1", "--retries", "2", "--dest-path", "ev",
+        "--json-stats",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert (result.stats["files"], result.stats["failed"]) == (0, 3)
+    assert list(immutable_folder.iterdir()) == []
+    assert "cannot create" in receiver.log()
+    assert "announced" not in receiver.log()
+    assert "receiver at end" not in result.stderr
 
 
 def test_receiver_start_removes_temps_of_dead_writers_only(
