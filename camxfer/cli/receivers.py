@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from camxfer.errors import ConfigError, ExitCode, UsageError
 from camxfer.fleet.config import add_camera_argument, add_config_argument, load_config
 from camxfer.fleet.supervisor import Child, Supervisor
 from camxfer.logs import setup_logging
+from camxfer.recv.landing import prepare_landing_root
 from camxfer.tls import server_context
 
 log = logging.getLogger("camxfer.fleet")
@@ -122,9 +121,7 @@ def _check_dest_path(config: object, camera: str, dest: Path) -> None:
     """Refuse at start a dest_path no receiver could land in: its receiver would exit at
     once, and the supervisor would restart it for ever."""
     try:
-        if dest.exists() and not dest.is_dir():
-            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        dest.mkdir(parents=True, exist_ok=True)
+        prepare_landing_root(dest)
     except OSError as exc:
         raise ConfigError(
             f"{config}: camera {camera!r}: dest_path {dest} cannot be used: {exc.strerror}"

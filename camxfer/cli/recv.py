@@ -23,6 +23,7 @@ from camxfer.cli.common import (
 from camxfer.errors import ExitCode, UsageError
 from camxfer.logs import setup_logging
 from camxfer.recv.direct import POLICIES
+from camxfer.recv.landing import prepare_landing_root
 from camxfer.recv.server import (
     MAX_DEFAULT_WORKERS,
     ListenSettings,
@@ -164,9 +165,10 @@ def _usable_out_dir(path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise UsageError(f"--out-dir {path} exists and is not a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        prepare_landing_root(path)
     except OSError as exc:
-        raise UsageError(f"--out-dir {path}: cannot create it: {exc.strerror}") from None
+        what = "cannot write there" if path.is_dir() else "cannot create it"
+        raise UsageError(f"--out-dir {path}: {what}: {exc.strerror}") from None
     return path
 
 

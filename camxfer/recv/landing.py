@@ -56,6 +56,27 @@ _UNNAMED_FLAGS = os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC
 _NO_UNNAMED = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL})
 
 
+def prepare_landing_root(path: Path) -> None:
+    """Make `path` (and its parents) if needed and check that a file can be created in it.
+
+    Raises OSError: ENOTDIR when it is not a folder, and EROFS, EACCES or EPERM (a read-only
+    mount, another owner, an immutable folder) when nothing can land there, so a receiver
+    refuses at start instead of refusing every file a sender then retries in vain.
+    """
+    if path.exists() and not path.is_dir():
+        raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, _UNNAMED_FLAGS, 0o600)  # unnamed: nothing to clean up
+    except OSError as exc:
+        if exc.errno not in _NO_UNNAMED:
+            raise
+        probe = os.path.join(path, f"{TEMP_PREFIX}{os.getpid()}-0")
+        fd = os.open(probe, _TEMP_FLAGS, 0o600)
+        os.unlink(probe)
+    os.close(fd)
+
+
 def check_component(part: str, what: str) -> str:
     if not _SAFE_COMPONENT.fullmatch(part):
         raise UnsafePathError(f"{what} component {part!r} is not a safe file name")

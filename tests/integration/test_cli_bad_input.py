@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,45 @@ def test_bad_input_is_one_error_line_and_exit_2(
     assert needle in errors[0], errors[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "src"]
     assert [p.name for p in src.iterdir()] == ["configs"]
+
+
+@pytest.fixture
+def unwritable(tmp_path: Path) -> Iterator[Path]:
+    """A folder in which nothing can be created, root included (chattr +i)."""
+    folder = tmp_path / "unwritable"
+    folder.mkdir()
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("command", ["recv", "receivers"])
+def test_a_landing_folder_nothing_can_be_written_in_is_refused_at_start(
+    tmp_path: Path, unwritable: Path, command: str
+) -> None:
+    # Started anyway, the receiver would refuse every file, and senders retry each in vain.
+    from tests.conftest import free_port
+
+    if command == "recv":
+        args = ["recv", "--listen-ip", "127.0.0.1", "--port", str(free_port())]
+        args += ["--out-dir", str(unwritable)]
+        needle = f"--out-dir {unwritable}: cannot write there"
+    else:
+        config = tmp_path / "config.json"
+        config.write_text(json.dumps({"cam01": {"dest_path": str(unwritable), "port": 1}}))
+        args = ["receivers", "--config", str(config), "--listen-ip", "127.0.0.1"]
+        needle = f"dest_path {unwritable} cannot be used: Operation not permitted"
+    done = subprocess.run(
+        [sys.executable, "-m", "camxfer", *args],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and needle in errors[0], done.stderr
+    assert "Traceback" not in done.stderr
+    assert list(unwritable.iterdir()) == []
