@@ -66,6 +66,8 @@ def parse_request(parts: list[bytes]) -> dict[str, Any]:
         message = json.loads(parts[0].decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"not valid JSON: {exc}") from None
+    except RecursionError:  # "[[[...]]]" well within MAX_MESSAGE_BYTES: the client's fault
+        raise BadRequest("not valid JSON: nested too deeply") from None
     if not isinstance(message, dict):
         raise BadRequest("expected a JSON object")
     return message

@@ -217,6 +217,29 @@ def test_request_without_an_envelope_is_dropped_and_the_server_keeps_answering(
     assert_no_new_event(context, fleet)
 
 
+# Under the 64 KiB a request may have, but nested deeper than the JSON parser follows.
+TOO_DEEP = {
+    "array": b"[" * 30_000 + b"]" * 30_000,
+    "object": b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
+}
+
+
+@pytest.mark.parametrize("payload", TOO_DEEP.values(), ids=TOO_DEEP.keys())
+def test_deeply_nested_json_is_refused_as_invalid_json(
+    fleet: Layout, context: zmq.Context, payload: bytes
+) -> None:
+    """The client's malformed request, refused as such: not answered as the server's own bug
+    ("internal error: maximum recursion depth exceeded ...") with a traceback in its log."""
+    sock = req_socket(context, fleet)
+    sock.send(payload)
+    reply = reply_within(sock, 2.0)
+    sock.close()
+    assert reply == {"ok": False, "error": "not valid JSON: nested too deeply"}
+    assert "Traceback" not in (fleet.root / "senders.log").read_text()
+    assert_still_serving(context, fleet)
+    assert_no_new_event(context, fleet)
+
+
 def test_python_client_status_of_unknown_event_is_not_ok(fleet: Layout) -> None:
     reply = TriggerClient("127.0.0.1", fleet.zmq_port, timeout=2).status("nope")
     assert reply["ok"] is False
