@@ -31,6 +31,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("camxfer.trigger")
 
 _SEND_DEFAULTS = SendOptions._field_defaults
+# A camera's manifest may take this long past the event's timeout, at the latest: with a
+# receiver that takes connections but never answers (a wedged storage host), its 4 tries of
+# 120 s each kept an event "running", and repeat triggers of it doing nothing, for 9 minutes
+# past a timeout of 10 s. (`camxfer trigger --wait` waits 30 s past the default timeout.)
+MANIFEST_GRACE_S = 30.0
 
 
 def event_id(ball_id: str, frame_number: int) -> str:
@@ -105,6 +110,7 @@ class Event:
         ]
         self.started = time.time()
         self.ended: float | None = None
+        self.ends_by: float | None = None  # time.monotonic() of the timeout, once started
         self.stop = threading.Event()
         self._lock = threading.Lock()
         self.attempt = 0
@@ -130,6 +136,8 @@ class Event:
                 recorder.events_running.inc()
             self.ended = None
             self.started = time.time()
+            if self.settings.timeout:
+                self.ends_by = time.monotonic() + self.settings.timeout
             for run in self.runs:
                 if run.report is not None:
                     run.landed_names.update(run.report.landed_names)
@@ -195,6 +203,7 @@ class Event:
                 build_manifest(info, run.files, sender.report),
                 connection=sender.kept_connection,
                 stop=self.stop,
+                deadline=self._manifest_deadline(),
             )
         except CamxferError as exc:
             run.manifest = f"not landed: {exc}"
@@ -205,6 +214,13 @@ class Event:
         else:
             run.manifest = "landed"
             log.debug("event %s, %s: manifest landed (%s)", self.id, camera, answer)
+
+    def _manifest_deadline(self) -> float | None:
+        """Until when a camera's manifest may be tried: the event's timeout plus a grace, or
+        the grace from now for a run that took longer (it waited out a stalled connection)."""
+        if self.ends_by is None:
+            return None
+        return max(self.ends_by, time.monotonic()) + MANIFEST_GRACE_S
 
     def _watch_end(self) -> None:
         for run in self.runs:

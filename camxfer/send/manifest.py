@@ -94,12 +94,16 @@ def deliver_manifest(
     *,
     connection: Connection | None = None,
     stop: threading.Event | None = None,
+    deadline: float | None = None,
 ) -> str:
     """Send the manifest to the run's receiver and destination; returns the receiver's answer.
 
     It goes on `connection` (a run's connection kept open for it, which this closes) or on a
     new one. A lost connection or a retryable answer is tried again on a new connection (a
-    few times, with backoff); a refusal raises ManifestNotLanded at once.
+    few times, with backoff); a refusal raises ManifestNotLanded at once. With `deadline` (a
+    time.monotonic() value) no attempt starts or waits for its reply past it: a receiver
+    that takes connections but never answers holds the caller until then, not for
+    ATTEMPTS x MIN_REPLY_S (8 minutes).
     """
     try:
         body = manifest.encode()
@@ -116,12 +120,22 @@ def deliver_manifest(
             opts.rcvbuf,
         )
         problem = ""
+        made = 0
         for attempt in range(1, ATTEMPTS + 1):
             if attempt > 1 and (stop or threading.Event()).wait(0.2 * 2**attempt):
                 break  # stopping: the first attempt was the one that counted
+            reply_s = settings.io_timeout
+            if deadline is not None:
+                reply_s = min(reply_s, deadline - time.monotonic())
+                if reply_s <= 0:
+                    break
+            made += 1
             try:
-                conn, connection = connection or Connection(settings, announce_count=0), None
-                reply = _exchange(conn, opts.dest_path, body, settings.io_timeout)
+                conn = connection or Connection(
+                    settings._replace(io_timeout=reply_s), announce_count=0
+                )
+                connection = None
+                reply = _exchange(conn, opts.dest_path, body, reply_s)
             except ConnectionLost as exc:
                 problem = str(exc)
                 continue
@@ -132,7 +146,7 @@ def deliver_manifest(
                 if reply.status == Status.BAD_REQUEST and "type" in reply.message:
                     problem += " (a receiver older than manifests? send with --no-manifest)"
                 raise ManifestNotLanded(f"manifest not landed: {problem}")
-        raise ManifestNotLanded(f"manifest not landed after {attempt} attempt(s): {problem}")
+        raise ManifestNotLanded(f"manifest not landed after {made} attempt(s): {problem}")
     finally:
         if connection is not None:
             connection.close()

@@ -5,11 +5,15 @@
 - SIGTERM stops the trigger server promptly even while an event waits for frames.
 - A trigger server restarted mid-event no longer knows the event: the waiting command must
   not report success.
+- A receiver that stops answering (but still takes connections) holds its camera's manifest,
+  and so the event, only a bounded grace past the event's timeout.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,10 +25,12 @@ from fleet_helpers import (
     MANIFEST_NAME,
     Layout,
     Proc,
+    descendants,
     make_layout,
     receivers,
     run,
     trigger_server,
+    wait_for,
     write_frames,
 )
 
@@ -144,3 +150,59 @@ def test_waiting_past_the_timeout_on_a_running_event_fails_with_1(
         assert client.status("ball_slow-200")["state"] == "running"
     assert result.returncode == 1, result.stdout + result.stderr
     assert "still running after 1 s" in result.stderr
+
+
+def recv_pid(receivers: Proc, port: int) -> int:
+    """The `camxfer recv` process that `camxfer receivers` runs for `port` (one worker)."""
+    for pid in descendants(receivers.pid):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        if b"--port" in argv and argv[argv.index(b"--port") + 1] == str(port).encode():
+            return pid
+    raise AssertionError(f"no receiver process for port {port}")
+
+
+@pytest.mark.timeout(200)
+def test_a_receiver_that_stops_answering_holds_the_event_only_a_grace_past_its_timeout(
+    layout: tuple[Layout, Proc],
+) -> None:
+    """cam02's receiver is stopped (SIGSTOP: a wedged storage host, whose kernel still takes
+    connections) once frames 2..5 landed, while the event waits for 6..11 until its timeout
+    of 10 s. The manifest then finds no answer; the event must still end, with the reason,
+    within the grace (30 s) past its timeout, not after 4 tries of 120 s. (One connection per
+    camera, kept for the manifest: a second one would wait up to --ack-timeout for its END.)"""
+    fleet, recv = layout
+    landed = fleet.dest("cam02") / "ball_hung" / "cam02"
+    with trigger_server(fleet, "--conns", "1", timeout=10):
+        client = TriggerClient("127.0.0.1", fleet.zmq_port, timeout=2)
+        assert client.trigger(frame_name("cam01", 2), "ball_hung")["ok"]
+        wait_for(lambda: len(list(landed.glob("frame_*"))) == 4, 30, "cam02's frames 2..5")
+        hung = recv_pid(recv, fleet.ports["cam02"])
+        os.kill(hung, signal.SIGSTOP)
+        try:
+            result = run(
+                [
+                    "trigger",
+                    "--port",
+                    str(fleet.zmq_port),
+                    "--status",
+                    "ball_hung-2",
+                    "--wait",
+                    "--json",
+                    "--timeout",
+                    "120",
+                    "--progress",
+                    "off",
+                ],
+                cwd=fleet.root,
+                timeout=150,
+            )
+        finally:
+            os.kill(hung, signal.SIGCONT)
+    assert "still running" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
+    status = json.loads(result.stdout)
+    assert status["state"] == "failed"
+    cam01, cam02 = status["cameras"]["cam01"], status["cameras"]["cam02"]
+    assert (cam01["landed"], cam01["missing"], cam01["manifest"]) == (4, 6, "landed")
+    assert (cam02["landed"], cam02["missing"]) == (4, 6)
+    assert cam02["manifest"].startswith("not landed"), cam02["manifest"]
