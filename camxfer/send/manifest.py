@@ -118,6 +118,9 @@ def deliver_manifest(
             max(opts.ack_timeout, MIN_REPLY_S),
             opts.sndbuf,
             opts.rcvbuf,
+            # A new connection proves the key and speaks TLS like the run's own did.
+            auth_key=opts.auth_key,
+            tls=opts.tls,
         )
         problem = ""
         made = 0

@@ -237,6 +237,16 @@ class Proc:
         return self.process.returncode
 
 
+def receiver_pid(receivers: Proc, port: int) -> int:
+    """The `camxfer recv` process that `camxfer receivers` runs for `port` (one worker)."""
+    for pid in descendants(receivers.pid):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"--port" in argv and argv[argv.index(b"--port") + 1] == str(port).encode():
+                return pid
+    raise AssertionError(f"no receiver process for port {port}")
+
+
 def start(name: str, args: list[str], log: Path, cwd: Path) -> Proc:
     with open(log, "ab") as out:
         process = subprocess.Popen(

@@ -8,6 +8,8 @@ The manifests' checksums are compared with the camera's own files: end to end.
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,13 +21,16 @@ from fleet_helpers import (
     Proc,
     files_under,
     make_layout,
+    receiver_pid,
     receivers,
     run,
     sha256,
     trigger_server,
+    wait_for,
     write_frames,
 )
 
+from camxfer import auth
 from camxfer.frames import frame_name
 from camxfer.manifest import Manifest, parse_manifest
 from tests.conftest import temps_under
@@ -176,3 +181,58 @@ def test_restarted_trigger_server_lands_nothing_twice_and_the_manifest_covers_al
     code, event = events_json(layout, "ball_r-100")
     assert (code, event["complete"], event["totals"]["landed"]) == (0, True, 20)
     assert all(camera["runs"] == 2 for camera in event["cameras"].values())
+
+
+def test_a_manifest_after_a_receiver_restart_lands_on_a_new_authenticated_connection(
+    tmp_path: Path,
+) -> None:
+    """With a shared key, cam02's receiver is killed (and restarted by `camxfer receivers`)
+    while the event waits for frames 106.. that never come: the connection kept for the
+    manifest is dead, so the manifest goes on a new one, which must prove the key as the
+    run's connections did (it was refused: "this receiver requires a shared key")."""
+    layout = make_layout(tmp_path / "fleet", CAMERAS)
+    key = tmp_path / "keys" / "auth.key"
+    key.parent.mkdir()
+    auth.write_key(key)
+    for camera in CAMERAS:
+        write_frames(layout.src(camera), camera, range(100, 106))
+    landed = layout.landed("cam02", "ball_k")
+    with (
+        receivers(layout, "--auth-key-file", str(key), workers=1) as recv,
+        trigger_server(layout, "--auth-key-file", str(key), timeout=8),
+    ):
+        accepted = run(
+            [
+                "trigger",
+                "--port",
+                str(layout.zmq_port),
+                "--frame-id",
+                frame_name("cam01", 100),
+                "--ball-id",
+                "ball_k",
+            ],
+            cwd=layout.root,
+        )
+        assert accepted.returncode == 0, accepted.stderr
+        wait_for(lambda: len(list(landed.glob("frame_*"))) == 6, 30, "cam02's frames 100..105")
+        os.kill(receiver_pid(recv, layout.ports["cam02"]), signal.SIGKILL)
+        recv.wait_log(f"listening on 127.0.0.1:{layout.ports['cam02']}", count=2)
+        result = run(
+            [
+                "trigger",
+                "--port",
+                str(layout.zmq_port),
+                "--status",
+                "ball_k-100",
+                "--wait",
+                "--json",
+                "--progress",
+                "off",
+            ],
+            cwd=layout.root,
+        )
+    status = json.loads(result.stdout)
+    assert status["cameras"]["cam02"]["manifest"] == "landed", status["cameras"]["cam02"]
+    for camera in CAMERAS:
+        manifest = manifest_of(layout, camera, "ball_k")
+        assert sorted(manifest.files) == [frame_name(camera, n) for n in range(100, 106)]

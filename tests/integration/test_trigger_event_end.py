@@ -25,8 +25,8 @@ from fleet_helpers import (
     MANIFEST_NAME,
     Layout,
     Proc,
-    descendants,
     make_layout,
+    receiver_pid,
     receivers,
     run,
     trigger_server,
@@ -152,15 +152,6 @@ def test_waiting_past_the_timeout_on_a_running_event_fails_with_1(
     assert "still running after 1 s" in result.stderr
 
 
-def recv_pid(receivers: Proc, port: int) -> int:
-    """The `camxfer recv` process that `camxfer receivers` runs for `port` (one worker)."""
-    for pid in descendants(receivers.pid):
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        if b"--port" in argv and argv[argv.index(b"--port") + 1] == str(port).encode():
-            return pid
-    raise AssertionError(f"no receiver process for port {port}")
-
-
 @pytest.mark.timeout(200)
 def test_a_receiver_that_stops_answering_holds_the_event_only_a_grace_past_its_timeout(
     layout: tuple[Layout, Proc],
@@ -176,7 +167,7 @@ def test_a_receiver_that_stops_answering_holds_the_event_only_a_grace_past_its_t
         client = TriggerClient("127.0.0.1", fleet.zmq_port, timeout=2)
         assert client.trigger(frame_name("cam01", 2), "ball_hung")["ok"]
         wait_for(lambda: len(list(landed.glob("frame_*"))) == 4, 30, "cam02's frames 2..5")
-        hung = recv_pid(recv, fleet.ports["cam02"])
+        hung = receiver_pid(recv, fleet.ports["cam02"])
         os.kill(hung, signal.SIGSTOP)
         try:
             result = run(
