@@ -106,7 +106,14 @@ def _settle_garbage_collector() -> None:
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a reader gone shows here, not in the interpreter's teardown
+        return code
+    except BrokenPipeError:
+        # Whoever read our output has gone (`camxfer events | head -3`): there is no one left
+        # to tell. Output still buffered goes to /dev/null, so the final flush is quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.FAILED
     except CamxferError as exc:
         if args.debug:
             raise

@@ -9,12 +9,16 @@ answered within a second, and no event may have started for anything refused. Th
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import zmq
 from fleet_helpers import (
+    CAMXFER,
+    ENV,
     Layout,
     files_under,
     free_ports,
@@ -302,3 +306,30 @@ def layout_ball(layout: Layout, camera: str) -> Any:
 def assert_no_new_event_cli(layout: Layout) -> None:
     client = TriggerClient("127.0.0.1", layout.zmq_port, timeout=2)
     assert client.request({"list": True}) == {"ok": True, "events": {GOOD_EVENT: "done"}}
+
+
+@pytest.mark.parametrize("command", ["trigger", "events"])
+def test_output_to_a_reader_that_has_gone_ends_quietly(fleet: Layout, command: str) -> None:
+    """`camxfer trigger --wait ... | head -1` and `camxfer events | head -3` close the pipe
+    before camxfer has written all it has: no traceback ("BrokenPipeError") on stderr."""
+    args = {
+        "trigger": ["trigger", "--port", str(fleet.zmq_port), "--status", GOOD_EVENT],
+        "events": ["events", "--config", str(fleet.config)],
+    }[command]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before the first line
+    try:
+        result = subprocess.run(
+            [*CAMXFER, *args],
+            cwd=fleet.root,
+            env=ENV,
+            stdin=subprocess.DEVNULL,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 1
