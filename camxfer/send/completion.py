@@ -90,6 +90,23 @@ def is_complete(
         return has_jpeg_eoi(path, latest.size) and (
             (again := observe(path, latest.seen_at)) is not None and again.size == latest.size
         )
-    if latest.seen_at - latest.mtime_ns / 1e9 < settle_s:
+    if _age(first, latest) < settle_s:
         return False
     return is_stable(first, latest, stable_s)
+
+
+def _age(first: Observation | None, latest: Observation) -> float:
+    """How long the file has been as it is now: by its mtime, or, when the mtime lies in the
+    future (a camera host's clock ahead of ours, a copier keeping timestamps), by how long our
+    looks have seen it unchanged. Judged by the mtime alone, such a file never settled: the
+    last frames of a --once run were reported 'still being written', whatever --settle-ms."""
+    age = latest.seen_at - latest.mtime_ns / 1e9
+    if age >= 0:
+        return age
+    if first is None or (first.size, first.mtime_ns, first.inode) != (
+        latest.size,
+        latest.mtime_ns,
+        latest.inode,
+    ):
+        return 0.0
+    return latest.seen_at - first.seen_at

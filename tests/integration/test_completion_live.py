@@ -396,3 +396,20 @@ def test_a_large_ring_sends_exactly_the_frames_from_the_start_on(
         assert landed[frame_name(number)] == expected
     assert result.stats["files"] == new
     assert temps_under(out) == []
+
+
+@pytest.mark.parametrize("settle", ["500", "0"])
+def test_frames_with_an_mtime_in_the_future_land(
+    receivers, src: Path, out: Path, settle: str
+) -> None:
+    """A camera host whose clock runs ahead of the sender's (a network share, a copier that
+    keeps timestamps): the frames' mtimes lie in the future, so their age says nothing. They
+    are whole and unchanging, and must land; the last ones (no later frames) were reported
+    'still being written' after 5 s, whatever --settle-ms."""
+    make_frames(src, 8, age=-3600.0)
+    receiver = receivers(out)
+    result = run_sender(src, receiver.port, "--once", "--json-stats", "--settle-ms", settle)
+    assert result.returncode == 0, result.stdout + result.stderr
+    stats = result.stats
+    assert (stats["files"], stats["failed"], stats["skipped"]) == (8, 0, [])
+    assert tree_hashes(out) == tree_hashes(src)

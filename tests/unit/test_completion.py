@@ -167,3 +167,16 @@ def test_young_file_needs_more_than_stability_while_settling(tmp_path: Path) -> 
     assert not decide(path, at=1000.1, stable_s=0.005, settle_s=0.5)
     assert decide(path, at=1000.6, stable_s=0.005, settle_s=0.5)
     assert decide(path, at=1000.1, stable_s=0.005, settle_s=0.5, state=WriteState.CLOSED)
+
+
+def test_mtime_in_the_future_settles_by_unchanged_looks(tmp_path: Path) -> None:
+    # A clock ahead of ours (a network share, a copier keeping timestamps): the mtime's age
+    # is negative, so the settle time is counted from the first look that saw it as it is.
+    path = write(tmp_path / "a.jpg", b"data", 5000.0)
+    first = seen(path, 1000.0)
+    assert not decide(path, at=1000.1, first=first, settle_s=0.5)
+    assert decide(path, at=1000.6, first=first, settle_s=0.5)
+    assert decide(path, at=1000.1, first=first, settle_s=0.0)
+    assert not decide(path, at=1000.6, settle_s=0.5)  # one look alone proves nothing
+    os.utime(path, (5000.5, 5000.5))  # written again since the first look
+    assert not decide(path, at=1000.6, first=first, settle_s=0.5)
