@@ -49,13 +49,22 @@ class FolderIndex:
         self._verdicts: dict[str, _Verdict] = {}  # every name present at the last look
         self.names: list[str] = []  # the kept names, sorted
         self._entries: list[tuple[str, str]] | None = None
+        self.gone = False  # the folder was not there at the last listing
 
     def refresh(self) -> tuple[list[str], list[str]]:
         """List the folder again; returns the kept names (added, removed) since last time."""
         if not self._verdicts:
             return self._first_listing()
-        with _READING:
-            current = set(os.listdir(self.root))
+        try:
+            with _READING:
+                current = set(os.listdir(self.root))
+        except (FileNotFoundError, NotADirectoryError):
+            # Deleted or moved away (a camera making its ring folder again): empty until a
+            # folder is there again; every name it held has gone.
+            current = set()
+            self.gone = True
+        else:
+            self.gone = False
         verdicts = self._verdicts
         added: list[str] = []
         removed: list[str] = []
@@ -70,12 +79,17 @@ class FolderIndex:
 
     def _first_listing(self) -> tuple[list[str], list[str]]:
         added: list[str] = []
-        with _READING, os.scandir(self.root) as entries:
-            for entry in entries:
-                verdict = self._judge_entry(entry)
-                self._verdicts[entry.name] = verdict
-                if verdict is _Verdict.KEPT:
-                    added.append(entry.name)
+        try:
+            with _READING, os.scandir(self.root) as entries:
+                for entry in entries:
+                    verdict = self._judge_entry(entry)
+                    self._verdicts[entry.name] = verdict
+                    if verdict is _Verdict.KEPT:
+                        added.append(entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            self.gone = True
+            return [], []
+        self.gone = False
         return self._update(added, [])
 
     def _judge_entry(self, entry: os.DirEntry[str]) -> _Verdict:

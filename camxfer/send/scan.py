@@ -236,8 +236,14 @@ class Planner:
         # Taken even when a full listing is due: that listing shows what they say.
         changes = self.watcher.take_changes() if self.watcher is not None else None
         if changes is None or now - self._last_full_listing >= FULL_LISTING_S:
+            was_gone = self._index.gone
             added, removed = self._index.refresh()
             self._last_full_listing = now
+            if self._index.gone != was_gone:
+                if self._index.gone:
+                    log.warning("source folder %s is gone; waiting for it to come back", self.root)
+                else:
+                    log.info("source folder %s is back", self.root)
         else:
             added, removed = self._index.apply(changes)
         if self._by_number is not None:

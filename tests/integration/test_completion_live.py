@@ -413,3 +413,32 @@ def test_frames_with_an_mtime_in_the_future_land(
     stats = result.stats
     assert (stats["files"], stats["failed"], stats["skipped"]) == (8, 0, [])
     assert tree_hashes(out) == tree_hashes(src)
+
+
+@POLLING
+@pytest.mark.parametrize("how", ["deleted", "moved away"])
+def test_source_folder_deleted_and_made_again_under_a_continuous_sender(
+    receivers, senders, src: Path, out: Path, watch: list[str], how: str
+) -> None:
+    """The camera software removes its ring folder (or moves it aside) and makes it again:
+    the sender waits for it and sends the frames written into the new folder. It died with
+    a FileNotFoundError traceback at its next listing, and sent nothing more."""
+    make_frames(src, 5)
+    receiver = receivers(out)
+    sender = senders(src, receiver.port, "--max-files", "10", "--json-stats", *watch)
+    wait_until(lambda: len(tree_hashes(out)) == 5, 20, "the first frames to land")
+    expected = tree_hashes(src)
+    if how == "deleted":
+        for path in src.iterdir():
+            path.unlink()
+        src.rmdir()
+    else:
+        src.rename(src.with_name("src.old"))
+    time.sleep(1.5)  # ordering only: the sender lists the folder (in full) while it is gone
+    make_frames(src, 5, first=6)
+    expected.update(tree_hashes(src))
+    result = finish_sender(sender, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert (result.stats["files"], result.stats["skipped"]) == (10, [])
+    assert tree_hashes(out) == expected

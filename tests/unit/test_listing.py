@@ -198,3 +198,19 @@ def test_entries_name_the_files_as_os_path_join_would(tmp_path: Path, root: str)
     assert index.path("frame_camera01_000000001.jpg") == os.path.join(
         str(folder), "frame_camera01_000000001.jpg"
     )
+
+
+def test_a_folder_deleted_and_made_again_lists_as_empty_then_anew(tmp_path: Path) -> None:
+    folder = tmp_path / "ring"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"x")
+    index = FolderIndex(folder, wanted)
+    assert index.refresh() == (["a.jpg"], [])
+    (folder / "a.jpg").unlink()
+    folder.rmdir()
+    assert index.refresh() == ([], ["a.jpg"])  # was FileNotFoundError
+    assert index.gone
+    folder.mkdir()
+    (folder / "b.jpg").write_bytes(b"x")
+    assert index.refresh() == (["b.jpg"], [])
+    assert not index.gone
