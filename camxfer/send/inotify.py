@@ -26,6 +26,7 @@ MOVED_FROM = 0x00000040
 MOVED_TO = 0x00000080
 CREATE = 0x00000100
 DELETE = 0x00000200
+MOVE_SELF = 0x00000800  # the watched folder itself was moved
 Q_OVERFLOW = 0x00004000  # the kernel's queue overflowed: events were lost
 IGNORED = 0x00008000  # the watch was removed (its folder deleted or unmounted)
 ONLYDIR = 0x01000000  # add_watch: fail unless the path is a folder

@@ -21,7 +21,7 @@ from camxfer.send.completion import WriteState
 
 log = logging.getLogger("camxfer.send")
 
-_MASK = F.CREATE | F.MODIFY | F.CLOSE_WRITE | F.MOVED_TO | F.DELETE | F.MOVED_FROM
+_MASK = F.CREATE | F.MODIFY | F.CLOSE_WRITE | F.MOVED_TO | F.DELETE | F.MOVED_FROM | F.MOVE_SELF
 MAX_CHANGES = 100_000
 _NEWS = F.CREATE | F.CLOSE_WRITE | F.MOVED_TO | F.Q_OVERFLOW
 
@@ -98,9 +98,9 @@ class FolderWatcher:
                 self._changes = None
                 continue
             folder = self._dirs.get(event.wd)
-            if event.mask & F.IGNORED and folder == "":
-                # The folder itself was removed or replaced: no record of names can be kept.
-                self._root_watched = False
+            if event.mask & (F.IGNORED | F.MOVE_SELF) and folder == "":
+                self._lose_root(event.wd)
+                news = True
             if folder is None or not event.name:
                 continue
             rel = f"{folder}/{event.name}" if folder else event.name
@@ -118,6 +118,15 @@ class FolderWatcher:
                 self.states[rel] = WriteState.WRITING
         return news
 
+    def _lose_root(self, wd: int) -> None:
+        """The folder itself was removed or moved away: no record of names can be kept, and
+        what the watch says from now on (a moved folder's events) is not about our path. The
+        write states go too: a file of the same name in a folder made again is another file,
+        and a stale 'closed' would send it half written."""
+        del self._dirs[wd]
+        self._root_watched = False
+        self.states.clear()
+
     def _note_change(self, mask: int, name: str) -> None:
         if self._changes is None:
             return
@@ -133,7 +142,14 @@ class FolderWatcher:
         (every event the kernel holds is read first); None when events were lost or the folder
         is not (or no longer) watched, and it must be listed instead."""
         self.poll(0)
-        if not self._root_watched or self.recursive:
+        if self.recursive:
+            return None
+        if not self._root_watched:
+            # Watch the folder now at our path, if one is (made again after it went); the
+            # listing this None asks for covers whatever happened in it before.
+            if self.root.is_dir():
+                self._add_tree("")
+                self._changes = []
             return None
         changes, self._changes = self._changes, []
         return changes

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from camxfer.send.completion import WriteState
 from camxfer.send.listing import FolderIndex, NumberIndex
 from camxfer.send.watch import FolderWatcher
 
@@ -134,9 +135,10 @@ def test_number_index_starts_at_the_first_unsent_frame() -> None:
     assert index.numbers == [3, 9]
 
 
-def test_a_replaced_folder_asks_for_listings(tmp_path: Path) -> None:
+def test_a_replaced_folder_asks_for_a_listing_then_is_watched_again(tmp_path: Path) -> None:
     """The watched folder removed and made again: the watch is gone with the old folder, so
-    the record of names can only be a listing from now on."""
+    the record of names needs a listing; then the new folder is watched. (It was not: the
+    sender polled without seeing writers, so frames waited out --settle-ms.)"""
     folder = tmp_path / "ring"
     folder.mkdir()
     watcher = FolderWatcher(folder, recursive=False)
@@ -148,7 +150,37 @@ def test_a_replaced_folder_asks_for_listings(tmp_path: Path) -> None:
         folder.mkdir()
         (folder / "b.jpg").write_bytes(b"x")
         assert watcher.take_changes() is None
-        assert watcher.take_changes() is None
+        with open(folder / "c.jpg", "wb") as f:
+            f.write(b"x")
+            assert watcher.take_changes() == [(True, "c.jpg")]
+            assert watcher.state("c.jpg") is WriteState.WRITING
+        watcher.poll(0)
+        assert watcher.state("c.jpg") is WriteState.CLOSED
+    finally:
+        watcher.close()
+
+
+def test_a_folder_moved_away_is_not_taken_for_ours(tmp_path: Path) -> None:
+    """The watch follows a folder moved aside; what happens in it afterwards is not about the
+    folder at our path. Its write states went with it: a stale 'writing' held the same name
+    in a new folder back for ever, a stale 'closed' would send it half written."""
+    folder = tmp_path / "ring"
+    folder.mkdir()
+    watcher = FolderWatcher(folder, recursive=False)
+    try:
+        (folder / "a.jpg").write_bytes(b"x")
+        with open(folder / "b.jpg", "wb") as writer:  # held open across the move
+            writer.write(b"half")
+            writer.flush()
+            watcher.take_changes()
+            assert watcher.state("b.jpg") is WriteState.WRITING
+            folder.rename(tmp_path / "ring.old")
+            folder.mkdir()
+            (tmp_path / "ring.old" / "a.jpg").write_bytes(b"again")
+        assert watcher.take_changes() is None  # a listing of the new folder
+        assert watcher.take_changes() == []
+        assert watcher.state("a.jpg") is WriteState.UNKNOWN
+        assert watcher.state("b.jpg") is WriteState.UNKNOWN
     finally:
         watcher.close()
 
