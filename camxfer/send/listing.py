@@ -205,6 +205,11 @@ class NumberIndex:
         del self._name_of[number]
         del self.numbers[bisect.bisect_left(self.numbers, number)]
 
+    def lowest(self) -> tuple[int, str]:
+        """(number, name) of the lowest-numbered file; the index must not be empty."""
+        number = self.numbers[0]
+        return number, self._name_of[number]
+
     def from_number(self, first: int) -> list[tuple[int, str]]:
         """(number, name) of every numbered file from `first` on, in number order."""
         start = bisect.bisect_left(self.numbers, first)

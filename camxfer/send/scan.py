@@ -5,11 +5,12 @@ start name, and hands out those that are complete (`completion`) in name order. 
 reads file contents and never touches sockets; the sender feeds back what happened to each
 file it handed out.
 
-Two ways of counting, chosen from the names:
+Two ways of counting, chosen from the names (the start name's, or else the first listing's:
+the number pattern at least half the names share, from its lowest number):
 - numbered frames (`frame_camera01_000046836.jpg`, one camera per folder): the run covers
   frame numbers first .. first+max_files-1. A number that is absent while later frames exist
   is a gap: it is waited for up to `frame_timeout`, then reported missing. Complete frames
-  after a gap are not held back by it.
+  after a gap are not held back by it. Names without that pattern are not sent.
 - other names (or `--preserve-structure`): strictly in name order; `max_files` counts files.
 """
 
@@ -20,6 +21,7 @@ import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -193,12 +195,28 @@ class Planner:
         if self._numbered_decided or not listing.entries:
             return
         self._numbered_decided = True
-        parts = split_number(listing.entries[0][0])
+        entries = listing.entries
+        parts = split_number(entries[0][0])
         if parts is None:
             return
-        self._set_template(_Template(parts.prefix, parts.suffix, parts.width))
-        self.first = parts.number
-        self.next_unresolved = parts.number
+        template = _Template(parts.prefix, parts.suffix, parts.width)
+        self._set_template(template)
+        assert self._by_number is not None
+        if 2 * len(self._by_number.numbers) < len(entries):
+            # The first name is not one of the frames (a stray 'calib01.jpg' sorting before
+            # them): numbered by it, the run sent that file alone and reported success.
+            template = _most_common_template([rel for rel, _path in entries])
+            self._set_template(template)
+            if 2 * len(self._by_number.numbers) < len(entries):
+                self.template = self._by_number = None  # no numbering most names share
+                return
+        # From the lowest number, not the first name's: unpadded numbers do not sort in
+        # number order (img_10.jpg before img_5.jpg), and frames below the first are never
+        # sent. Its width names the frames reported missing.
+        lowest, name = self._by_number.lowest()
+        template.width = len(name) - len(template.prefix) - len(template.suffix)
+        self.first = lowest
+        self.next_unresolved = lowest
 
     def _set_template(self, template: _Template) -> None:
         # Numbering needs the flat folder's index: --preserve-structure is never numbered.
@@ -561,6 +579,20 @@ class Planner:
     @property
     def waiting_for_completion(self) -> bool:
         return bool(self._first_obs)
+
+
+def _most_common_template(names: list[str]) -> _Template:
+    """The numbered name pattern most of `names` share (the first in name order on a tie);
+    `names` holds at least one numbered name."""
+    counts: Counter[tuple[str, str]] = Counter()
+    widths: dict[tuple[str, str], int] = {}
+    for name in names:
+        parts = split_number(name)
+        if parts is not None:
+            counts[parts.prefix, parts.suffix] += 1
+            widths.setdefault((parts.prefix, parts.suffix), parts.width)
+    (prefix, suffix), _count = counts.most_common(1)[0]
+    return _Template(prefix, suffix, widths[prefix, suffix])
 
 
 def _mtime_ns(path: str) -> int | None:

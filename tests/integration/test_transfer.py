@@ -139,6 +139,34 @@ def test_selection_max_files_without_a_start(receivers, src: Path, out: Path) ->
     assert landed_names(out) == [frame_name(n) for n in range(100, 104)]
 
 
+def test_a_stray_numbered_name_sorting_first_does_not_take_the_frames_numbering(
+    receivers, src: Path, out: Path
+) -> None:
+    """Numbering is read from the names; 'calib01.jpg' lists before the frames, and the run
+    was numbered by it: it sent that file alone and reported success (exit 0)."""
+    frames = make_frames(src, 10)
+    (src / "calib01.jpg").write_bytes(b"\xff\xd8calibration\xff\xd9")
+    os.utime(src / "calib01.jpg", (time.time() - 5, time.time() - 5))
+    receiver = receivers(out)
+    result = run_sender(src, receiver.port, "--once", "--json-stats")
+    assert result.returncode == 0, result.stderr
+    assert landed_names(out) == sorted(path.name for path in frames)
+    assert result.stats["files"] == 10
+
+
+def test_unpadded_frame_numbers_are_sent_from_the_lowest(receivers, src: Path, out: Path) -> None:
+    """img_10.jpg lists before img_5.jpg: the run started at 10 and never sent 5..9, yet
+    reported success."""
+    for number in range(5, 16):
+        (src / f"img_{number}.jpg").write_bytes(number.to_bytes(2, "big") * 100)
+        os.utime(src / f"img_{number}.jpg", (time.time() - 5, time.time() - 5))
+    receiver = receivers(out)
+    result = run_sender(src, receiver.port, "--once", "--json-stats")
+    assert result.returncode == 0, result.stderr
+    assert result.stats["files"] == 11
+    assert tree_hashes(out) == tree_hashes(src)
+
+
 def test_preserve_structure_keeps_subfolders(receivers, src: Path, out: Path) -> None:
     make_frames(src, 2)
     make_frames(src / "camera02", 3, camera="camera02")
