@@ -11,7 +11,8 @@ the number pattern at least half the names share, from its lowest number):
   frame numbers first .. first+max_files-1. A number that is absent while later frames exist
   is a gap: it is waited for up to `frame_timeout`, then reported missing. Complete frames
   after a gap are not held back by it. Names without that pattern are not sent.
-- other names (or `--preserve-structure`): strictly in name order; `max_files` counts files.
+- other names (or `--preserve-structure`): strictly in name order (with
+  `--preserve-structure`, within each folder); `max_files` counts files.
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class Planner:
         self._gap_since: dict[int, float] = {}
         self.max_seen: int | None = None
         # name mode
-        self._high_water: str | None = None
+        self._high_water: dict[str, str] = {}  # per folder: the last name handed out
         self._recheck: set[str] = set()
         # Files sent back for a recheck: their (attempts, rechecks) carry over to the item
         # handed out next time, so the caps on both count across rechecks.
@@ -459,18 +460,32 @@ class Planner:
                 names = names[: self.opts.max_files]
             self.backlog = set(names)
         ready: list[ReadyFile] = []
-        count = len(listing.entries)
-        newest = _mtime_ns(listing.entries[-1][1]) if count and self.opts.lookahead else None
-        for index, (rel, path) in enumerate(listing.entries):
+        # With --preserve-structure, each folder in name order on its own (a camera per
+        # subfolder): over the whole tree, a file new in cam1/ lists below one sent from
+        # cam2/, and was never sent.
+        folders = (
+            _by_folder(listing.entries) if self.opts.preserve_structure else {"": listing.entries}
+        )
+        for folder, entries in folders.items():
+            self._scan_folder_names(folder, entries, ready)
+        return ready
+
+    def _scan_folder_names(
+        self, folder: str, entries: list[tuple[str, str]], ready: list[ReadyFile]
+    ) -> None:
+        """Hand out one folder's complete files strictly in name order, into `ready`."""
+        high_water = self._high_water.get(folder)
+        count = len(entries)
+        newest = _mtime_ns(entries[-1][1]) if count and self.opts.lookahead else None
+        for index, (rel, path) in enumerate(entries):
             if rel in self._inflight_names:
                 continue
-            if rel in self.opts.already_landed and (
-                self._high_water is None or rel > self._high_water
-            ):
-                self._high_water = rel  # landed by an earlier run: counts, is not resent
+            if rel in self.opts.already_landed and (high_water is None or rel > high_water):
+                # landed by an earlier run: counts, is not resent
+                high_water = self._high_water[folder] = rel
                 self._taken_count += 1
                 continue
-            fresh = self._high_water is None or rel > self._high_water
+            fresh = high_water is None or rel > high_water
             if not fresh and rel not in self._recheck:
                 continue
             if self.backlog is not None and rel not in self.backlog:
@@ -484,12 +499,11 @@ class Planner:
                     break  # strictly in name order
                 continue
             if fresh:
-                self._high_water = rel
+                high_water = self._high_water[folder] = rel
                 self._taken_count += 1
             self._recheck.discard(rel)
             self._inflight_names.add(rel)
             ready.append(item)
-        return ready
 
     # --- feedback from the sender ------------------------------------------------------------
     def mark_final(self, item: ReadyFile) -> None:
@@ -579,6 +593,14 @@ class Planner:
     @property
     def waiting_for_completion(self) -> bool:
         return bool(self._first_obs)
+
+
+def _by_folder(entries: list[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
+    """A tree's listing split by folder, each part still in name order."""
+    folders: dict[str, list[tuple[str, str]]] = {}
+    for rel, path in entries:
+        folders.setdefault(rel.rpartition("/")[0], []).append((rel, path))
+    return folders
 
 
 def _most_common_template(names: list[str]) -> _Template:

@@ -348,6 +348,36 @@ def test_continuous_sender_picks_up_new_subfolders(
     assert tree_hashes(out) == {f"d/{rel}": h for rel, h in tree_hashes(src).items()}
 
 
+def test_continuous_sender_sends_new_files_in_every_subfolder(
+    receivers, senders, src: Path, out: Path
+) -> None:
+    """Two cameras writing into their own subfolders at once: names were handed out strictly
+    in name order over the whole tree, so once cam2/img_001.jpg went, every later cam1 file
+    (cam1/... sorts below it) was never sent, and the run reported success."""
+    (src / "cam1").mkdir()
+    (src / "cam2").mkdir()
+    receiver = receivers(out)
+    sender = senders(
+        src,
+        receiver.port,
+        "--preserve-structure",
+        "--max-files",
+        "8",
+        "--timeout",
+        "20",
+        "--json-stats",
+    )
+    for number in range(1, 5):
+        for camera in ("cam1", "cam2"):
+            (src / camera / f"img_{number:03d}.jpg").write_bytes(os.urandom(300))
+        # ordering only: each round is seen (and cam2's file sent) before the next
+        wait_until(lambda n=number: f"cam2/img_{n:03d}.jpg" in tree_hashes(out), 20, "cam2's file")
+    result = finish_sender(sender, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stats["files"] == 8
+    assert tree_hashes(out) == tree_hashes(src)
+
+
 def test_connections_are_persistent_and_no_more_than_conns(receivers, src: Path, out: Path) -> None:
     make_frames(src, 60, size=2000)
     receiver = receivers(out, "--verbose")
