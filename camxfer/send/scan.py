@@ -140,7 +140,9 @@ class Planner:
         self.clock = clock
         self.wall = wall
         self.missing = MissingReport()
-        self.vanished: list[str] = []  # --once backlog files gone before they were sent
+        # Files gone before they were sent: --once backlog files, and files sent back for a
+        # recheck (name mode)
+        self.vanished: list[str] = []
         self._first_obs: dict[str, Observation] = {}
         # numbered mode
         self.template: _Template | None = None
@@ -468,7 +470,21 @@ class Planner:
         )
         for folder, entries in folders.items():
             self._scan_folder_names(folder, entries, ready)
+        if self._recheck:
+            self._drop_vanished_rechecks(listing)
         return ready
+
+    def _drop_vanished_rechecks(self, listing: Listing) -> None:
+        """Files sent back for a recheck that are gone: reported, not waited for."""
+        listed = {rel for rel, _p in listing.entries}
+        for rel in sorted(self._recheck - listed):
+            log.warning("vanished before it was sent again: %s", rel)
+            self.vanished.append(rel)
+            self._recheck.discard(rel)
+            self._carried.pop(rel, None)
+            self._first_obs.pop(rel, None)
+            if self.backlog is not None:
+                self.backlog.discard(rel)
 
     def _scan_folder_names(
         self, folder: str, entries: list[tuple[str, str]], ready: list[ReadyFile]
@@ -555,7 +571,17 @@ class Planner:
             return (
                 end is not None and self.next_unresolved is not None and self.next_unresolved >= end
             )
-        return self._taken_count >= self.opts.max_files and not self._inflight_names
+        # A file sent back for a recheck is handed out again: the run is not over without it.
+        return (
+            self._taken_count >= self.opts.max_files
+            and not self._inflight_names
+            and not self._recheck
+        )
+
+    @property
+    def rechecks_pending(self) -> set[str]:
+        """Names sent back for a recheck and not handed out again (name mode)."""
+        return self._recheck
 
     @property
     def all_handed_out(self) -> bool:

@@ -378,6 +378,10 @@ class SendRun:
         if planner.backlog:
             for rel in sorted(planner.backlog - set(self.report.abandoned)):
                 self.report.add_problem("vanished", rel, "never judged complete before the end")
+        for rel in sorted(planner.rechecks_pending - (planner.backlog or set())):
+            self.report.add_problem(
+                "failed", rel, "changed while being read; not sent again before the end"
+            )
         end, template = planner.range_end, planner.template
         if template is not None and end is not None and planner.next_unresolved is not None:
             landed = set(self.report.landed_names) | set(self.report.abandoned)

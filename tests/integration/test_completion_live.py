@@ -442,3 +442,54 @@ def test_source_folder_deleted_and_made_again_under_a_continuous_sender(
     assert "Traceback" not in result.stderr
     assert (result.stats["files"], result.stats["skipped"]) == (10, [])
     assert tree_hashes(out) == expected
+
+
+@pytest.mark.parametrize("then", ["settles", "is deleted"])
+def test_a_file_sent_back_for_a_recheck_is_not_dropped_at_the_end(
+    receivers, senders, src: Path, out: Path, then: str
+) -> None:
+    """Name mode, --max-files 3: alpha.raw changes while it is read, so it goes back to be
+    judged again; bravo and charlie land. The run ended there, exit 0 with 2 files, alpha
+    neither sent nor reported. Now it waits for alpha: sent once it settles, or reported
+    vanished once it is deleted."""
+    busy = src / "alpha.raw"
+    with open(busy, "wb") as f:
+        f.truncate(32 * 1024 * 1024)  # sparse: reading it takes long enough to see a change
+    for name in ("bravo.raw", "charlie.raw"):
+        (src / name).write_bytes(os.urandom(1000))
+        os.utime(src / name, (time.time() - 5, time.time() - 5))
+    receiver = receivers(out)
+    toucher = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\n"
+            "tick = 10**9\n"
+            "while True:\n"
+            "    tick += 1\n"
+            "    os.utime(sys.argv[1], ns=(tick, tick))\n",
+            str(busy),
+        ]
+    )
+    try:
+        wait_until(lambda: busy.stat().st_mtime_ns > 10**9, 10, "the toucher to start")
+        sender = senders(
+            src, receiver.port, "--pattern", "*.raw", "--max-files", "3", "--timeout", "30",
+            "--json-stats",
+        )  # fmt: skip
+        wait_until(lambda: len(tree_hashes(out)) == 2, 20, "bravo and charlie to land")
+    finally:
+        os.kill(toucher.pid, signal.SIGKILL)
+        toucher.wait(10)
+    if then == "is deleted":
+        busy.unlink()
+    result = finish_sender(sender, timeout=40)
+    stats = result.stats
+    if then == "settles":
+        assert result.returncode == 0, result.stderr
+        assert stats["files"] == 3
+        assert tree_hashes(out) == tree_hashes(src)
+    else:
+        assert result.returncode == 1, result.stderr
+        assert (stats["files"], stats["vanished"]) == (2, 1), result.stderr
+        assert [s["name"] for s in stats["skipped"]] == ["alpha.raw"]
