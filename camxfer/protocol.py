@@ -158,8 +158,11 @@ class FileHeader(NamedTuple):
     checksum: bytes
 
     def encode(self) -> bytes:
-        name = self.name.encode("utf-8")
-        dest = self.dest.encode("utf-8")
+        try:
+            name = self.name.encode("utf-8")
+            dest = self.dest.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a name read from disk that is not UTF-8
+            raise ProtocolError(f"file name or destination is not valid UTF-8 ({exc})") from exc
         _check_lengths(len(name), len(dest))
         if len(self.checksum) != CHECKSUM_BYTES:
             raise ProtocolError("checksum must be 16 bytes")

@@ -36,6 +36,11 @@ class ConnectionLost(Exception):
     """The link broke or the receiver stopped answering; unacknowledged files must be resent."""
 
 
+class Unsendable(Exception):
+    """The protocol cannot carry this file (its name is not UTF-8 or too long); nothing of it
+    was sent, and the connection is fine."""
+
+
 class HandshakeRefused(TransferError):
     """The receiver refused the connection for a reason a retry cannot fix."""
 
@@ -199,11 +204,15 @@ class Connection:
         If the file shrank under us, the body is padded to the announced size so the stream
         stays in step; the receiver's checksum check then refuses the file. Raises
         ConnectionLost when the receiver refused the file before its body was all sent (the
-        refusal is kept for poll_replies) or the link broke.
+        refusal is kept for poll_replies) or the link broke; Unsendable, before anything is
+        sent, for a name the protocol cannot carry.
         """
         seq = self._next_seq
+        try:
+            header = FileHeader(seq, name, dest, size, checksum).encode()
+        except ProtocolError as exc:
+            raise Unsendable(str(exc)) from exc
         self._next_seq += 1
-        header = FileHeader(seq, name, dest, size, checksum).encode()
         if self._send_mac is not None:
             header += self._send_mac.tag(header)
         self._send(header, socket.MSG_MORE if size else 0)

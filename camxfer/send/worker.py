@@ -19,7 +19,13 @@ from typing import NamedTuple
 
 from camxfer.buffers import BufferPool, anonymous_map
 from camxfer.protocol import Reply, Status, new_hasher
-from camxfer.send.connection import Connection, ConnectionLost, ConnectionSettings, HandshakeRefused
+from camxfer.send.connection import (
+    Connection,
+    ConnectionLost,
+    ConnectionSettings,
+    HandshakeRefused,
+    Unsendable,
+)
 from camxfer.send.options import SendOptions
 from camxfer.send.scan import ReadyFile
 
@@ -224,6 +230,11 @@ class ConnectionWorker(threading.Thread):
                 conn.send_file(fd, item.wire_name, self.opts.dest_path, size, checksum)
             except ConnectionLost as exc:
                 self._connection_lost(str(exc))
+                return
+            except Unsendable as exc:
+                # This file alone: it crashed the worker, and so ended the whole run.
+                del self._inflight[conn.next_seq]
+                self.results.put(Result("failed", item, reason=f"cannot be sent: {exc}"))
                 return
             self._collect(block=False)
         finally:

@@ -167,6 +167,35 @@ def test_unpadded_frame_numbers_are_sent_from_the_lowest(receivers, src: Path, o
     assert tree_hashes(out) == tree_hashes(src)
 
 
+@pytest.mark.parametrize("bad", ["not utf-8", "over 1024 bytes"])
+def test_a_name_the_protocol_cannot_carry_fails_alone(
+    receivers, src: Path, out: Path, bad: str
+) -> None:
+    """A name read from disk that is not UTF-8, or a --preserve-structure path longer than a
+    FILE header holds: encoding its header raised in the connection worker, which crashed
+    (a traceback) and ended the whole run as an 'internal error'."""
+    if bad == "not utf-8":
+        bad_path = src / os.fsdecode(b"a\xff.jpg")  # lists before b.jpg and c.jpg
+    else:
+        bad_path = src.joinpath(*["d" * 200] * 6, "a.jpg")  # 1,200-odd bytes of path
+        bad_path.parent.mkdir(parents=True)
+    bad_path.write_bytes(b"\xff\xd8bad name\xff\xd9")
+    (src / "b.jpg").write_bytes(os.urandom(500))
+    (src / "c.jpg").write_bytes(os.urandom(500))
+    for path in (bad_path, src / "b.jpg", src / "c.jpg"):
+        os.utime(path, (time.time() - 5, time.time() - 5))
+    receiver = receivers(out)
+    result = run_sender(src, receiver.port, "--once", "--preserve-structure", "--json-stats")
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 1, result.stderr
+    stats = result.stats
+    assert "error" not in stats, stats
+    assert (stats["files"], stats["failed"]) == (2, 1)
+    assert [s["name"] for s in stats["skipped"]] == [str(bad_path.relative_to(src))]
+    assert "cannot be sent" in stats["skipped"][0]["reason"]
+    assert sorted(tree_hashes(out)) == ["b.jpg", "c.jpg"]
+
+
 def test_preserve_structure_keeps_subfolders(receivers, src: Path, out: Path) -> None:
     make_frames(src, 2)
     make_frames(src / "camera02", 3, camera="camera02")
