@@ -430,7 +430,11 @@ class Planner:
         for start, stop in holes:
             live_starts.add(start)
             since = self._gap_since.setdefault(start, now)
-            if now - since >= self.opts.frame_timeout:
+            # Only the first unresolved gap ends: the run steps past it (below) instead of
+            # marking each of its numbers final, which made a set of every number in it (a
+            # stray frame numbered 999999999 asked for a billion). A later gap ends once the
+            # frames before it are final, in the same scan when they are.
+            if now - since >= self.opts.frame_timeout and start == self.next_unresolved:
                 names = [
                     self.template.name_of(n)
                     for n in range(start, min(stop, start + MAX_REPORTED_NAMES))
@@ -444,7 +448,8 @@ class Planner:
                     else f"{names[0]} .. {self.template.name_of(stop - 1)}",
                     now - since,
                 )
-                self._final_above.update(range(start, stop))
+                self.next_unresolved = stop
+                self._advance()
                 live_starts.discard(start)
         self._gap_since = {s: t for s, t in self._gap_since.items() if s in live_starts}
         self._advance()

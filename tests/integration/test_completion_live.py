@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -20,11 +21,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    REPO,
+    SendResult,
     finish_sender,
     frame_bytes,
     frame_name,
     make_frames,
     run_sender,
+    send_command,
     temps_under,
     tree_hashes,
     wait_until,
@@ -493,3 +497,37 @@ def test_a_file_sent_back_for_a_recheck_is_not_dropped_at_the_end(
         assert result.returncode == 1, result.stderr
         assert (stats["files"], stats["vanished"]) == (2, 1), result.stderr
         assert [s["name"] for s in stats["skipped"]] == ["alpha.raw"]
+
+
+def test_a_stray_frame_with_a_huge_number_leaves_a_gap_counted_not_stored(
+    receivers, src: Path, out: Path
+) -> None:
+    """Frames 1..5 and a stray frame 999999999 (a test frame left behind, a counter jump):
+    the gap between them ends after --frame-timeout. The sender marked each of its billion
+    numbers final, one by one in a set: under a 2 GiB address-space limit it died of
+    MemoryError (without one it took the machine's memory)."""
+    make_frames(src, 5)
+    make_frames(src, 1, first=999_999_999)
+    receiver = receivers(out)
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        send_command(
+            src, receiver.port, "--frame-timeout", "0.5", "--timeout", "4", "--json-stats"
+        ),
+        cwd=REPO,
+        preexec_fn=limit_memory,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    result = SendResult(done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 1, result.stderr
+    stats = result.stats
+    assert (stats["files"], stats["missing"]) == (6, 999_999_999 - 6)
+    assert tree_hashes(out) == tree_hashes(src)
