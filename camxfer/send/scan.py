@@ -267,6 +267,10 @@ class Planner:
                     log.info("source folder %s is back", self.root)
         else:
             added, removed = self._index.apply(changes)
+        for name in removed:
+            # A young file deleted before it settled: no scan looks at it again, and its
+            # first look kept the planner polling every --stable-ms for the rest of the run.
+            self._first_obs.pop(name, None)
         if self._by_number is not None:
             for name in removed:
                 self._by_number.remove(name, self._index.names)

@@ -59,3 +59,17 @@ def test_hidden_names_and_other_patterns_above_the_first_stay_out(tmp_path: Path
     # A narrower --pattern leaves out a frame whose number is above the first.
     narrow = planner(tmp_path, start_at=frame_name(5), max_files=10, pattern="*[0-8].jpg")
     assert [item.rel for item in narrow.scan()] == [frame_name(n) for n in range(5, 9)]
+
+
+def test_a_young_frame_deleted_before_it_settled_is_not_waited_on(tmp_path: Path) -> None:
+    """The planner keeps a first look at each young file, and polls every --stable-ms while
+    it holds any. A young frame the ring deleted kept its look for ever: a continuous sender
+    went on scanning the folder every 5 ms instead of every --poll-ms, for the rest of its run."""
+    make_frames(tmp_path, 2, first=0, age=600.0)
+    make_frames(tmp_path, 1, first=2, age=0)  # written just now: not settled yet
+    plan = planner(tmp_path, settle_ms=60_000.0)
+    assert [item.number for item in plan.scan()] == [0, 1]
+    assert plan.waiting_for_completion
+    (tmp_path / frame_name(2)).unlink()
+    assert plan.scan() == []
+    assert not plan.waiting_for_completion
