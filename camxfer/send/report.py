@@ -98,7 +98,7 @@ class SendReport:
                 *({"name": n, "reason": "missing: never appeared"} for n in self.missing),
                 *(
                     {"name": n, "reason": "abandoned: stopped before it was acknowledged"}
-                    for n in self.abandoned
+                    for n in self.abandoned[:MAX_LISTED]  # the count above is exact
                 ),
             ],
             "latency_ms": {

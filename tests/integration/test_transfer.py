@@ -348,6 +348,18 @@ def test_no_receiver_fails_every_file_in_bounded_time(src: Path) -> None:
     assert result.stats["files"] == 0 and result.stats["failed"] == 30
 
 
+def test_a_stopped_run_lists_at_most_1000_abandoned_names(src: Path) -> None:
+    """Like every other outcome, abandoned files are counted in full but listed only up to
+    1,000 names: a run of a million files stopped early printed a million names."""
+    make_frames(src, 1500, size=64)
+    result = run_sender(src, free_port(), "--once", "--timeout", "1", "--json-stats")
+    assert result.returncode == 1
+    stats = result.stats
+    assert stats["abandoned"] == 1500
+    abandoned = [s for s in stats["skipped"] if s["reason"].startswith("abandoned")]
+    assert len(abandoned) == 1000
+
+
 def test_cleanup_part_files_removes_only_stale_ones(receivers, src: Path, out: Path) -> None:
     make_frames(src, 3)
     stale, fresh = src / "frame_camera01_000000009.jpg.part", src / "x.part"
