@@ -21,6 +21,7 @@ import fnmatch
 import logging
 import math
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -248,7 +249,7 @@ class Planner:
                 rel_folder = os.path.relpath(folder, self.root)
                 for name in filenames:
                     rel = name if rel_folder == "." else f"{rel_folder}/{name}"
-                    if self._wanted(name, rel) and not os.path.islink(os.path.join(folder, name)):
+                    if self._wanted(name, rel) and _is_regular(os.path.join(folder, name)):
                         entries.append((rel, os.path.join(folder, name)))
             entries.sort()
             return Listing(entries)
@@ -650,6 +651,15 @@ def _most_common_template(names: list[str]) -> _Template:
             widths.setdefault((parts.prefix, parts.suffix), parts.width)
     (prefix, suffix), _count = counts.most_common(1)[0]
     return _Template(prefix, suffix, widths[prefix, suffix])
+
+
+def _is_regular(path: str) -> bool:
+    """A regular file, not a symlink (never followed) nor a FIFO or device, which the sender
+    would block on or read for ever (the flat folder's index keeps regular files only too)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _mtime_ns(path: str) -> int | None:

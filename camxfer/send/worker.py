@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import queue
+import stat
 import threading
 import time
 from collections import deque
@@ -243,7 +244,9 @@ class ConnectionWorker(threading.Thread):
     def _prepare(self, item: ReadyFile) -> tuple[int, int, bytes] | None:
         """Open and checksum the file; None when it vanished or changed (reported)."""
         try:
-            fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: a FIFO put in a frame's place since it was listed must not block
+            # the worker (and the run) for ever; on a regular file it changes nothing.
+            fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             self.results.put(Result("vanished", item, reason="deleted before it was read"))
             return None
@@ -252,6 +255,10 @@ class ConnectionWorker(threading.Thread):
             return None
         try:
             before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                os.close(fd)
+                self.results.put(Result("failed", item, reason="not a regular file"))
+                return None
             if before.st_ino != item.inode:
                 os.close(fd)
                 self.results.put(Result("recheck", item, reason="replaced since judged complete"))

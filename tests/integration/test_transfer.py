@@ -239,6 +239,21 @@ def test_preserve_structure_keeps_subfolders(receivers, src: Path, out: Path) ->
     assert result.stats["files"] == 7
 
 
+def test_preserve_structure_sends_regular_files_only(receivers, src: Path, out: Path) -> None:
+    """A FIFO named like a frame in a subfolder: the tree walk left out symlinks only, so the
+    sender opened the FIFO to read it and blocked for ever (SIGTERM could not end it)."""
+    (src / "sub").mkdir()
+    (src / "a.jpg").write_bytes(os.urandom(300))
+    os.mkfifo(src / "sub" / "x.jpg")
+    for path in (src / "a.jpg", src / "sub" / "x.jpg"):
+        os.utime(path, (time.time() - 5, time.time() - 5))
+    receiver = receivers(out)
+    result = run_sender(src, receiver.port, "--once", "--preserve-structure", "--json-stats")
+    assert result.returncode == 0, result.stderr
+    assert result.stats["files"] == 1
+    assert landed_names(out) == ["a.jpg"]
+
+
 def test_legacy_mode_lands_in_out_dir(receivers, src: Path, out: Path) -> None:
     make_frames(src, 5)
     receiver = receivers(out)
