@@ -109,6 +109,14 @@ class SendRun:
             self._work = work
             try:
                 self._main_loop(planner, watcher, work, deadline)
+            except BaseException:
+                # A failure in the planner's loop (a bug, a folder that cannot be read) must
+                # not leave the workers sending, with their connections open, after the run:
+                # in a trigger server they would outlive the event.
+                self.abandon.set()
+                stop_taking.set()
+                work.close()
+                raise
             finally:
                 self._first_scan_done.set()
             work.close()
