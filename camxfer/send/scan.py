@@ -172,6 +172,8 @@ class Planner:
         self._by_number: NumberIndex | None = None
         self._last_full_listing = -math.inf
         self._numbered_decided = False
+        self._listed = False  # the folder has been looked at once: names judged now are new
+        self._told_below_range = False
         self._decide_numbering_from_start()
 
     # --- set-up ------------------------------------------------------------------------------
@@ -277,6 +279,7 @@ class Planner:
                 self._by_number.remove(name, self._index.names)
             for name in added:
                 self._by_number.add(name)
+        self._listed = True
         return Listing(self._index)
 
     def _wanted(self, name: str, rel: str) -> bool:
@@ -287,6 +290,8 @@ class Planner:
             # looks no further at the others (the pattern match cost as much again).
             number = self.template.number_of(name)
             if number is not None and self.first is not None and number < self.first:
+                if self._listed and not self._told_below_range:
+                    self._tell_below_range(name, self.template.name_of(self.first))
                 return False
         if name.startswith(".") or not fnmatch.fnmatchcase(name, self.opts.pattern):
             return False
@@ -295,6 +300,19 @@ class Planner:
         if self.opts.start_at is not None and rel < self.opts.start_at:
             return False
         return not (self.opts.start_after is not None and rel <= self.opts.start_after)
+
+    def _tell_below_range(self, name: str, first: str) -> None:
+        """A frame numbered below the run's range appeared after the run began: a camera
+        whose numbering started again (its software restarted). Its frames are never sent by
+        this run, which must not go unsaid; said once, not per frame."""
+        self._told_below_range = True
+        log.warning(
+            "%s appeared after this run began but is numbered below its range (from %s): not "
+            "sent, nor any later frame so numbered; if the camera's numbering started again, "
+            "start a new run (or trigger) from its frames",
+            name,
+            first,
+        )
 
     # --- deciding ------------------------------------------------------------------------------
     def scan(self) -> list[ReadyFile]:

@@ -406,6 +406,24 @@ def test_timeout_ends_a_continuous_sender_with_stats(receivers, src: Path, out: 
     assert tree_hashes(out) == tree_hashes(src)
 
 
+def test_frames_numbered_below_the_run_after_it_started_are_named_in_a_warning(
+    receivers, senders, src: Path, out: Path
+) -> None:
+    # A camera whose numbering starts again (its software restarted) writes frames below
+    # the run's range: they are not sent, which must not go unsaid.
+    make_frames(src, 3, first=5)
+    receiver = receivers(out)
+    sender = senders(src, receiver.port, "--start-at", frame_name(5), "--timeout", "3")
+    wait_until(lambda: len(list(out.iterdir())) == 3, 20, "frames 5-7 to land")
+    make_frames(src, 2, first=1)
+    result = finish_sender(sender)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [frame_name(n) for n in (5, 6, 7)]
+    warnings = [line for line in result.stderr.splitlines() if "below" in line]
+    assert len(warnings) == 1, result.stderr
+    assert frame_name(1) in warnings[0] and "numbering" in warnings[0]
+
+
 def test_continuous_sender_picks_up_new_subfolders(
     receivers, senders, src: Path, out: Path
 ) -> None:
