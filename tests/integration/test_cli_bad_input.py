@@ -177,6 +177,19 @@ CASES: dict[str, tuple[list[str], str]] = {
 }
 
 
+def run_camxfer(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`camxfer ARGS` in a bare environment, its output captured; a hang raises TimeoutExpired."""
+    return subprocess.run(
+        [sys.executable, "-m", "camxfer", *args],
+        cwd=cwd,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+
+
 @pytest.mark.parametrize(("argv", "needle"), CASES.values(), ids=CASES.keys())
 def test_bad_input_is_one_error_line_and_exit_2(
     tmp_path: Path, argv: list[str], needle: str
@@ -198,15 +211,7 @@ def test_bad_input_is_one_error_line_and_exit_2(
         for a in argv
     ]
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "camxfer", *args],
-            cwd=tmp_path,
-            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=20,
-        )
+        done = run_camxfer(args, tmp_path)
     except subprocess.TimeoutExpired:
         pytest.fail(f"camxfer {' '.join(args)} accepted the bad input and kept running")
     assert "Traceback" not in done.stderr + done.stdout, done.stderr
@@ -245,15 +250,7 @@ def test_a_landing_folder_nothing_can_be_written_in_is_refused_at_start(
         config.write_text(json.dumps({"cam01": {"dest_path": str(unwritable), "port": 1}}))
         args = ["receivers", "--config", str(config), "--listen-ip", "127.0.0.1"]
         needle = f"dest_path {unwritable} cannot be used: Operation not permitted"
-    done = subprocess.run(
-        [sys.executable, "-m", "camxfer", *args],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=20,
-    )
+    done = run_camxfer(args, tmp_path)
     assert done.returncode == 2, done.stderr
     errors = [line for line in done.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and needle in errors[0], done.stderr

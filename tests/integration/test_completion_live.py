@@ -89,6 +89,18 @@ def sender_started(pid: int, watch: list[str]) -> bool:
 
 
 @POLLING
+def start_mtime_toucher(path: Path) -> subprocess.Popen:
+    """A process changing `path`'s mtime without pause, so every read of it sees a change."""
+    script = (
+        "import os, sys\n"
+        "tick = 10**9\n"
+        "while True:\n"
+        "    tick += 1\n"
+        "    os.utime(sys.argv[1], ns=(tick, tick))\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", script, str(path)])
+
+
 def test_slowly_written_frames_land_equal_to_their_final_content(
     receivers, senders, src: Path, out: Path, watch: list[str]
 ) -> None:
@@ -326,18 +338,7 @@ def test_file_changing_under_every_read_is_reported_not_hung_on(
     with open(busy, "wb") as f:
         f.truncate(256 * 1024 * 1024)  # sparse: reading it takes long enough to see a change
     receiver = receivers(out)
-    toucher = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import os, sys\n"
-            "tick = 10**9\n"
-            "while True:\n"
-            "    tick += 1\n"
-            "    os.utime(sys.argv[1], ns=(tick, tick))\n",
-            str(busy),
-        ]
-    )
+    toucher = start_mtime_toucher(busy)
     try:
         sender = senders(src, receiver.port, "--once", "--conns", "2", "--json-stats")
         result = finish_sender(sender, timeout=60)
@@ -463,18 +464,7 @@ def test_a_file_sent_back_for_a_recheck_is_not_dropped_at_the_end(
         (src / name).write_bytes(os.urandom(1000))
         os.utime(src / name, (time.time() - 5, time.time() - 5))
     receiver = receivers(out)
-    toucher = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import os, sys\n"
-            "tick = 10**9\n"
-            "while True:\n"
-            "    tick += 1\n"
-            "    os.utime(sys.argv[1], ns=(tick, tick))\n",
-            str(busy),
-        ]
-    )
+    toucher = start_mtime_toucher(busy)
     try:
         wait_until(lambda: busy.stat().st_mtime_ns > 10**9, 10, "the toucher to start")
         sender = senders(
