@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import errno
 import itertools
+import logging
 import mmap
 import os
 import re
@@ -39,6 +40,8 @@ from camxfer.recv.direct import (
     open_direct,
     write_all,
 )
+
+log = logging.getLogger("camxfer.recv")
 
 # One path component: no leading dot (so no '.', '..' or hidden files), no separators, no NUL.
 _SAFE_COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+@=,-]{0,254}")
@@ -182,10 +185,23 @@ class LandingRoot:
         Every step is an openat with O_NOFOLLOW, so a symlink anywhere on the way fails
         with ELOOP/ENOTDIR instead of leading outside the root.
         """
+        folders = tuple(folders)
+        try:
+            return self._walk(folders)
+        except FileNotFoundError:
+            if not self.reopen_if_removed():
+                raise
+        return self._walk(folders)
+
+    def _walk(self, folders: tuple[str, ...]) -> int:
         # A new open file description, never a dup of the root's: a lock taken on it (a
         # manifest's flock) must end with this descriptor, not live on with the root's.
         fd = os.open(".", _DIR_FLAGS, dir_fd=self._root_fd)
         try:
+            if not folders and self._root_removed():
+                # The root itself, deleted: no step below it would fail to say so (a mkdir
+                # in a deleted folder does), and files made in it fail with EPERM or ENOENT.
+                raise FileNotFoundError(errno.ENOENT, "the receiver's folder was removed")
             for part in folders:
                 child = _open_or_make_folder(fd, part)
                 os.close(fd)
@@ -194,6 +210,38 @@ class LandingRoot:
             os.close(fd)
             raise
         return fd
+
+    def reopen_if_removed(self) -> bool:
+        """Open the root again, made again as at start, if the folder held was deleted.
+
+        Nothing can be made in a deleted folder (ENOENT), so a receiver whose out-dir was
+        removed would refuse every file until restarted, even once the folder was back.
+        Asked after an ENOENT (and for files landing in the root itself, once per batch:
+        one fstat), never per file. Whether it reopened the root.
+        """
+        with self._lock:
+            if not self._root_removed():
+                return False  # still there: the ENOENT was about something below it
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+            # dup2 swaps it in under the same number: another thread's openat on the old
+            # number meets the old folder or the new one, never an unrelated descriptor.
+            os.dup2(fd, self._root_fd, inheritable=False)
+            os.close(fd)
+        log.warning("%s was removed under the receiver; opened again (made if missing)", self.root)
+        return True
+
+    def _root_removed(self) -> bool:
+        """Whether the folder held as the root was deleted: no link left (one fstat), and
+        its path no longer leads to it (a filesystem may report no links for a folder)."""
+        held = os.fstat(self._root_fd)
+        if held.st_nlink > 0:
+            return False
+        try:
+            now = os.stat(self.root)
+        except FileNotFoundError:
+            return True
+        return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
     def temp_name(self) -> str:
         return f"{TEMP_PREFIX}{os.getpid()}-{next(self._seq)}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -416,3 +417,27 @@ def test_second_receiver_on_a_busy_port_refuses_to_start(
     assert second.returncode == 1
     assert "cannot listen" in output and "in use" in output
     assert first.process.poll() is None
+
+
+@pytest.mark.parametrize("dest", ["", "ball_1/camera01"], ids=["out-dir", "dest-path"])
+def test_an_out_dir_removed_under_a_running_receiver_is_landed_in_again(
+    receivers, tmp_path: Path, dest: str
+) -> None:
+    """The out-dir deleted (and made again, or not) while the receiver runs: each worker held a
+    descriptor of the deleted folder, so every file and manifest after it was refused
+    ('No such file or directory') until the receiver was restarted."""
+    out = tmp_path / "landing" / "out"
+    receiver = receivers(out, "--workers", "2", "--use-dest-paths")
+    first, second = tmp_path / "a", tmp_path / "b"
+    make_frames(first, 3)
+    make_frames(second, 3, first=10)
+    dest_args = ["--dest-path", dest] if dest else []
+    assert run_sender(first, receiver.port, "--once", *dest_args).returncode == 0
+    shutil.rmtree(tmp_path / "landing")
+    if dest:  # the parent made again by hand; the receiver makes the out-dir itself
+        (tmp_path / "landing").mkdir()
+    # Both workers take a connection, so each meets the deleted folder.
+    result = run_sender(second, receiver.port, "--once", "--conns", "4", *dest_args)
+    assert result.returncode == 0, result.stderr
+    assert tree_hashes(out / dest) == tree_hashes(second)
+    assert temps_under(out) == []
