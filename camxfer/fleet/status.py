@@ -164,14 +164,24 @@ def last_landed(dest: Path, camera: str) -> int | None:
         balls = [e for e in os.scandir(dest) if e.is_dir(follow_symlinks=False)]
     except OSError:
         balls = []
-    balls.sort(key=lambda e: e.stat(follow_symlinks=False).st_mtime, reverse=True)
-    folders += [Path(e.path) / camera for e in balls[:RECENT_BALL_FOLDERS]]
+    aged = [(mtime, e.path) for e in balls if (mtime := _mtime(e)) is not None]
+    aged.sort(reverse=True)
+    folders += [Path(path) / camera for _, path in aged[:RECENT_BALL_FOLDERS]]
     best = None
     for folder in folders:
         numbers = frame_numbers(folder, camera)
         if numbers:
             best = max(best or 0, max(numbers))
     return best
+
+
+def _mtime(entry: os.DirEntry[str]) -> float | None:
+    """A listed folder's modification time; None once it is gone (old events are deleted
+    while status looks: a cleanup, `camxfer clear`)."""
+    try:
+        return entry.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return None
 
 
 def camera_status(camera: CameraConfig, side: str) -> CameraStatus:

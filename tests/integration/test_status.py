@@ -8,12 +8,14 @@ backlog and an event to show; then the receivers are stopped and the status says
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fleet_helpers import CAMXFER, free_ports, make_layout, run, write_frames
 
+from camxfer.fleet.status import last_landed
 from camxfer.fleet.trigger_client import TriggerClient
 from camxfer.frames import frame_name
 
@@ -135,3 +137,24 @@ def test_status_reflects_services_started_and_stopped(tmp_path: Path, run_dir: P
     screen = run(["status", "--run-dir", str(run_dir)], cwd=layout.root)
     assert screen.returncode == 1
     assert "DOWN" in screen.stdout
+
+
+def test_last_landed_takes_ball_folders_removed_while_it_looks(tmp_path: Path) -> None:
+    """Old event folders deleted on the storage host (a cleanup, `camxfer clear`) while
+    `camxfer status` looks: a ball folder listed and then gone made the sort by age raise
+    FileNotFoundError, and status ended in a traceback."""
+    dest = tmp_path / "dest"
+    for ball in range(3000):
+        (dest / f"ball_{ball:04d}").mkdir(parents=True)
+    (dest / "ball_keep" / "camera01").mkdir(parents=True)
+    (dest / "ball_keep" / "camera01" / frame_name("camera01", 7)).write_bytes(b"x")
+    remover = subprocess.Popen(
+        ["sh", "-c", f"for d in {dest}/ball_0*; do rmdir $d; done"],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        while remover.poll() is None:
+            last_landed(dest, "camera01")
+    finally:
+        remover.wait(60)
+    assert last_landed(dest, "camera01") == 7
