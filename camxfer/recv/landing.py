@@ -23,6 +23,7 @@ import logging
 import mmap
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -662,12 +663,15 @@ def landed_checksum(fd: int) -> bytes | None:
 
 
 def _same_content(dir_fd: int, name: str, size: int, checksum: bytes) -> bool:
+    # O_NONBLOCK: a FIFO planted under the name must not hang the session on open.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(name, flags, dir_fd=dir_fd)
     except OSError:
         return False  # a symlink or unreadable entry is never "the same file"
     try:
-        if os.fstat(fd).st_size != size:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
             return False
         hasher = new_hasher()
         while chunk := os.read(fd, 1 << 20):

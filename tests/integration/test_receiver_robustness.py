@@ -441,3 +441,23 @@ def test_an_out_dir_removed_under_a_running_receiver_is_landed_in_again(
     assert result.returncode == 0, result.stderr
     assert tree_hashes(out / dest) == tree_hashes(second)
     assert temps_under(out) == []
+
+
+def test_a_fifo_under_a_frames_final_name_is_refused_not_waited_on(
+    receivers, src: Path, out: Path
+) -> None:
+    """A FIFO planted where a frame lands: the duplicate check opened it to compare contents
+    and blocked for ever waiting for a writer, so the session never answered; every resend
+    left another session hung, holding its connection slot and its batch's unnamed files."""
+    frames = make_frames(src, 3)
+    os.mkfifo(out / frames[1].name)
+    receiver = receivers(out, "--workers", "1")
+    result = run_sender(
+        src, receiver.port, "--once", "--retries", "0", "--ack-timeout", "10", "--json-stats"
+    )
+    assert result.returncode == 1
+    assert [s["name"] for s in result.stats["skipped"]] == [frames[1].name]
+    assert "different content" in result.stats["skipped"][0]["reason"]
+    for frame in (frames[0], frames[2]):
+        assert (out / frame.name).read_bytes() == frame.read_bytes()
+    assert temps_under(out) == []
