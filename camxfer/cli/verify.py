@@ -16,7 +16,7 @@ Re-check a destination against its manifests. Every sender run that ends (send -
 one camera of a trigger) leaves a manifest in its destination folder,
 {MANIFEST_NAME}: each file's name, size and XXH3-128 checksum. verify
 re-reads every listed file and reports files missing, of another size or with other bytes,
-files present but not listed, and manifests that cannot be read.
+files present but not listed, and manifests or folders that cannot be read.
 """
 
 EPILOG = """\
@@ -76,7 +76,7 @@ def print_report(report: VerifyReport) -> None:
         if check is report.uncovered and not report.folders:
             print(f"FAIL  no manifest at or below {report.root}", file=out)
         elif check is report.uncovered:
-            print(f"FAIL  not covered by any manifest: {check.problem_count} file(s)", file=out)
+            print(f"FAIL  outside every manifest: {check.problem_count} problem(s)", file=out)
         else:
             print(_headline(check), file=out)
         for problem in check.problems:

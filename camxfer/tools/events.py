@@ -108,10 +108,16 @@ class EventBookOnDisk:
         return next((event for event in self.events if event.id == event_id), None)
 
 
-def manifest_folders(root: Path) -> list[Path]:
-    """Folders at or below `root` that hold a manifest (symlinked folders are not entered)."""
+def manifest_folders(root: Path, unreadable: list[Unreadable]) -> list[Path]:
+    """Folders at or below `root` that hold a manifest (symlinked folders are not entered);
+    a folder that cannot be listed goes to `unreadable` (os.walk would pass over it in
+    silence, and its events with it)."""
+
+    def cannot_list(exc: OSError) -> None:
+        unreadable.append(Unreadable(Path(exc.filename), f"cannot list it: {exc.strerror}"))
+
     found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=cannot_list, followlinks=False):
         if MANIFEST_NAME in filenames:
             found.append(Path(dirpath))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -124,7 +130,7 @@ def read_events(roots: list[Path]) -> EventBookOnDisk:
     unreadable: list[Unreadable] = []
     seen: set[Path] = set()
     for root in roots:
-        for folder in manifest_folders(root):
+        for folder in manifest_folders(root, unreadable):
             real = folder.resolve()
             if real in seen:
                 continue  # two configured destinations inside one another

@@ -3,8 +3,8 @@
 Responsible for: finding every manifest under a folder (that folder, or any below it),
 re-hashing each listed file (XXH3-128, the checksum the wire protocol uses) and reporting,
 per manifest, files missing, of another size, with other bytes, or present but not listed,
-and manifests that cannot be read. A file belongs to the nearest manifest in its folder or
-above it (within the folder checked); a file no manifest covers is reported too.
+and manifests or folders that cannot be read. A file belongs to the nearest manifest in its
+folder or above it (within the folder checked); a file no manifest covers is reported too.
 Not responsible for: printing (`camxfer.cli.verify`) or repairing anything.
 
 Hidden files are not frames (receiver temporaries, the manifest itself) and are left out.
@@ -118,7 +118,7 @@ def verify(root: Path) -> VerifyReport:
         raise UsageError(f"cannot look at {root}: {exc.strerror}.") from None
     if not stat.S_ISDIR(info.st_mode):
         raise UsageError(f"{root} is not a folder; give a destination folder.")
-    holders, files = _walk(root)
+    holders, files, unlisted = _walk(root)
     report = VerifyReport(root)
     checks: dict[Path, FolderCheck] = {}
     listed: dict[Path, set[str]] = {}
@@ -141,6 +141,14 @@ def verify(root: Path) -> VerifyReport:
             if kind != "file":
                 detail += f" ({kind})"
             checks[owner].add("extra", rel, detail)
+    for folder, why in unlisted:
+        # What it holds is unknown, frames and manifests alike: never "all match".
+        owner = _owner(folder.parent, root, holders) if folder != root else None
+        if owner is None:
+            report.uncovered = report.uncovered or FolderCheck(root, ".")
+            report.uncovered.add("unreadable", _rel(folder, root), f"cannot list it: {why}")
+        else:
+            checks[owner].add("unreadable", _rel(folder, owner), f"cannot list it: {why}")
     if not report.folders:
         report.uncovered = report.uncovered or FolderCheck(root, ".")
         report.uncovered.add("missing", MANIFEST_NAME, f"no {MANIFEST_NAME} at or below {root}")
@@ -155,11 +163,17 @@ def _rel(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix() if path != root else "."
 
 
-def _walk(root: Path) -> tuple[set[Path], list[tuple[Path, str]]]:
-    """Folders holding a manifest, and every non-hidden entry that is not a folder."""
+def _walk(root: Path) -> tuple[set[Path], list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """Folders holding a manifest, every non-hidden entry that is not a folder, and the
+    folders that could not be listed (with why)."""
     holders: set[Path] = set()
     files: list[tuple[Path, str]] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+    unlisted: list[tuple[Path, str]] = []
+
+    def cannot_list(exc: OSError) -> None:  # os.walk would pass over the folder in silence
+        unlisted.append((Path(exc.filename), exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=cannot_list, followlinks=False):
         folder = Path(dirpath)
         for name in filenames + dirnames:
             path = folder / name
@@ -177,7 +191,7 @@ def _walk(root: Path) -> tuple[set[Path], list[tuple[Path, str]]]:
             kind = "file" if stat.S_ISREG(mode) else "symlink" if stat.S_ISLNK(mode) else "special"
             files.append((path, kind))
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-    return holders, files
+    return holders, files, unlisted
 
 
 def _owner(folder: Path, root: Path, holders: set[Path]) -> Path | None:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -396,3 +397,54 @@ def test_verify_gives_each_file_to_the_nearest_manifest(tmp_path: Path) -> None:
     assert by_rel["ball/cam01"]["ok"] and by_rel["ball/cam01"]["details"] == []
     assert [(d["kind"], d["name"]) for d in by_rel["."]["details"]] == [("extra", "ball/stray.jpg")]
     assert verify_json(tmp_path / "ball" / "cam01")[0] == 0
+
+
+@pytest.fixture
+def unlistable_event() -> Iterator[tuple[Path, list[str]]]:
+    """Two events' folders, each with a frame and its manifest; the second cannot be listed.
+    Under /tmp, where an unprivileged user can reach it (pytest's folders are the owner's
+    alone); root runs the tools as nobody, for whom permissions count."""
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv to run the tools without root's permissions")
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    top = Path(tempfile.mkdtemp(prefix="camxfer-unlistable-"))
+    top.chmod(0o755)
+    try:
+        for ball in ("ball_1", "ball_2"):
+            folder = top / ball / "cam01"
+            folder.mkdir(parents=True)
+            (folder / "f.jpg").write_bytes(b"frame")
+            entry = FileEntry("f.jpg", 5, xxh3_hex(folder / "f.jpg"))
+            (folder / MANIFEST_NAME).write_bytes(Manifest(files={"f.jpg": entry}).encode())
+            for path in (folder.parent, folder, *folder.iterdir()):
+                path.chmod(0o755 if path.is_dir() else 0o644)
+        (top / "ball_2").chmod(0)
+        yield top, as_user
+    finally:
+        (top / "ball_2").chmod(0o755)
+        shutil.rmtree(top)
+
+
+def test_verify_and_events_report_a_folder_they_cannot_list(
+    unlistable_event: tuple[Path, list[str]],
+) -> None:
+    """os.walk passes over a folder it cannot list in silence: verify said 'all match' and
+    exited 0 with a whole event unread, and events left it out without a word."""
+    top, as_user = unlistable_event
+    command = [*as_user, sys.executable, "-m", "camxfer"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *args], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    verified = run("verify", "--json", str(top))
+    assert verified.returncode == 1, verified.stdout
+    report = json.loads(verified.stdout)
+    details = [(d["kind"], d["name"]) for f in report["folders"] for d in f["details"]]
+    assert details == [("unreadable", "ball_2")]
+    events = run("events", "--out-dir", str(top))
+    assert events.returncode == 0
+    assert f"skipped {top / 'ball_2'}: cannot list it" in events.stderr
