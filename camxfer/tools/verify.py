@@ -116,6 +116,10 @@ def verify(root: Path) -> VerifyReport:
         raise UsageError(f"{root} does not exist.") from None
     except OSError as exc:
         raise UsageError(f"cannot look at {root}: {exc.strerror}.") from None
+    if stat.S_ISLNK(info.st_mode):  # never followed, as inside: say so, not "not a folder"
+        raise UsageError(
+            f"{root} is a symlink (to {os.readlink(root)}); give the folder it leads to."
+        )
     if not stat.S_ISDIR(info.st_mode):
         raise UsageError(f"{root} is not a folder; give a destination folder.")
     holders, files, unlisted = _walk(root)

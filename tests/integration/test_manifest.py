@@ -448,3 +448,16 @@ def test_verify_and_events_report_a_folder_they_cannot_list(
     events = run("events", "--out-dir", str(top))
     assert events.returncode == 0
     assert f"skipped {top / 'ball_2'}: cannot list it" in events.stderr
+
+
+def test_verify_of_a_symlinked_destination_says_it_is_a_symlink(tmp_path: Path) -> None:
+    """DEST a symlink to a folder: verify (which follows no symlink) refused it as 'not a
+    folder', which it plainly leads to; the refusal now names the symlink and its target."""
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "frames")
+    result = camxfer("verify", str(tmp_path / "link"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"camxfer verify: error: {tmp_path / 'link'} is a symlink (to {tmp_path / 'frames'}); "
+        "give the folder it leads to.\n"
+    )
