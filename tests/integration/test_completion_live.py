@@ -88,7 +88,6 @@ def sender_started(pid: int, watch: list[str]) -> bool:
     return sender_watching(pid)
 
 
-@POLLING
 def start_mtime_toucher(path: Path) -> subprocess.Popen:
     """A process changing `path`'s mtime without pause, so every read of it sees a change."""
     script = (
@@ -101,6 +100,7 @@ def start_mtime_toucher(path: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", script, str(path)])
 
 
+@POLLING
 def test_slowly_written_frames_land_equal_to_their_final_content(
     receivers, senders, src: Path, out: Path, watch: list[str]
 ) -> None:
