@@ -147,14 +147,20 @@ class ExistsDifferent(Exception):
     """A different file already has the final name; it is left untouched."""
 
 
+def _open_root(root: Path) -> int:
+    """The output folder, made if missing, opened (the path to it may hold symlinks; nothing
+    below it is followed)."""
+    root.mkdir(parents=True, exist_ok=True)
+    return os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+
+
 class LandingRoot:
     """An open handle on a receiver's output folder; all writes happen beneath it."""
 
     def __init__(self, root: Path, *, overwrite: bool = False) -> None:
-        root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.overwrite = overwrite
-        self._root_fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        self._root_fd = _open_root(root)
         self._seq = itertools.count()
         self._active: set[Path] = set()  # temporaries being written, removed on shutdown
         self._lock = threading.Lock()
@@ -223,8 +229,7 @@ class LandingRoot:
         with self._lock:
             if not self._root_removed():
                 return False  # still there: the ENOENT was about something below it
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+            fd = _open_root(self.root)
             # dup2 swaps it in under the same number: another thread's openat on the old
             # number meets the old folder or the new one, never an unrelated descriptor.
             os.dup2(fd, self._root_fd, inheritable=False)
