@@ -320,22 +320,34 @@ class Planner:
         listing = self.list_folder()
         self._decide_numbering_from_listing(listing)
         ready = self._scan_numbered(listing) if self.numbered else self._scan_names(listing)
-        if self.backlog:
-            self._drop_vanished_backlog(listing, self.backlog)
+        if self.backlog or self._recheck:
+            self._drop_vanished(listing)
         return ready
 
-    def _drop_vanished_backlog(self, listing: Listing, backlog: set[str]) -> None:
+    def _drop_vanished(self, listing: Listing) -> None:
+        """Files the run still owes that are gone from the folder: reported, not waited for.
+        They are files sent back for a recheck (name mode) and --once backlog files."""
         listed = {rel for rel, _p in listing.entries}
-        inflight = self._inflight_names | {
-            rel
-            for rel in backlog
-            if self.template and self.template.number_of(rel) in self._inflight_numbers
-        }
-        for rel in sorted(backlog - listed - inflight):
-            log.warning("vanished before it was sent: %s", rel)
-            self.vanished.append(rel)
-            backlog.discard(rel)
-            self._first_obs.pop(rel, None)
+        for rel in sorted(self._recheck - listed):
+            self._recheck.discard(rel)
+            self._carried.pop(rel, None)
+            self._report_vanished(rel, "vanished before it was sent again")
+        backlog = self.backlog
+        if backlog:
+            inflight = self._inflight_names | {
+                rel
+                for rel in backlog
+                if self.template and self.template.number_of(rel) in self._inflight_numbers
+            }
+            for rel in sorted(backlog - listed - inflight):
+                self._report_vanished(rel, "vanished before it was sent")
+
+    def _report_vanished(self, rel: str, what: str) -> None:
+        log.warning("%s: %s", what, rel)
+        self.vanished.append(rel)
+        self._first_obs.pop(rel, None)
+        if self.backlog is not None:
+            self.backlog.discard(rel)
 
     def _complete(
         self,
@@ -498,21 +510,7 @@ class Planner:
         )
         for folder, entries in folders.items():
             self._scan_folder_names(folder, entries, ready)
-        if self._recheck:
-            self._drop_vanished_rechecks(listing)
         return ready
-
-    def _drop_vanished_rechecks(self, listing: Listing) -> None:
-        """Files sent back for a recheck that are gone: reported, not waited for."""
-        listed = {rel for rel, _p in listing.entries}
-        for rel in sorted(self._recheck - listed):
-            log.warning("vanished before it was sent again: %s", rel)
-            self.vanished.append(rel)
-            self._recheck.discard(rel)
-            self._carried.pop(rel, None)
-            self._first_obs.pop(rel, None)
-            if self.backlog is not None:
-                self.backlog.discard(rel)
 
     def _scan_folder_names(
         self, folder: str, entries: list[tuple[str, str]], ready: list[ReadyFile]
