@@ -53,6 +53,9 @@ CHECKSUM_XATTR = "user.camxfer.xxh3-128"
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"(?P<pid>\d+)-\d+$")
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Reading a file found under a name (a landed frame, a manifest): never through a symlink, and
+# O_NONBLOCK, so a FIFO planted under the name does not hang the reader on open.
+READ_EXISTING_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # No O_EXCL: that would forbid the link that gives the file its name.
 _UNNAMED_FLAGS = os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC
@@ -668,10 +671,8 @@ def landed_checksum(fd: int) -> bytes | None:
 
 
 def _same_content(dir_fd: int, name: str, size: int, checksum: bytes) -> bool:
-    # O_NONBLOCK: a FIFO planted under the name must not hang the session on open.
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
+        fd = os.open(name, READ_EXISTING_FLAGS, dir_fd=dir_fd)
     except OSError:
         return False  # a symlink or unreadable entry is never "the same file"
     try:

@@ -37,6 +37,7 @@ from camxfer.manifest import (
 )
 from camxfer.protocol import FixedHeader, Reply, Status, new_hasher
 from camxfer.recv.landing import (
+    READ_EXISTING_FLAGS,
     LandingRoot,
     landed_checksum,
     replace_file,
@@ -46,8 +47,6 @@ from camxfer.recv.landing import (
 
 log = logging.getLogger("camxfer.recv")
 
-# O_NONBLOCK: a FIFO planted under an entry's name must not hang the worker on open.
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_BYTES = 1 << 20
 LOCK_TIMEOUT_S = 30.0  # longest wait for another worker landing a manifest in the same folder
@@ -118,7 +117,7 @@ def _name_parts(name: str) -> list[str]:
 
 def _read_existing(dir_fd: int, shown: Path) -> Manifest | None:
     try:
-        fd = os.open(MANIFEST_NAME, _FILE_FLAGS, dir_fd=dir_fd)
+        fd = os.open(MANIFEST_NAME, READ_EXISTING_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:
         return None
     try:
@@ -190,7 +189,7 @@ def _check_file(
         for part in parts[:-1]:
             parent = os.open(part, _DIR_FLAGS, dir_fd=parent)
             opened.append(parent)
-        fd = os.open(parts[-1], _FILE_FLAGS, dir_fd=parent)
+        fd = os.open(parts[-1], READ_EXISTING_FLAGS, dir_fd=parent)
         opened.append(fd)
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -22,11 +22,9 @@ from typing import Any
 from camxfer.errors import UnsafePathError, UsageError
 from camxfer.manifest import MANIFEST_NAME, ManifestError, load_manifest
 from camxfer.protocol import new_hasher
-from camxfer.recv.landing import split_relative
+from camxfer.recv.landing import READ_EXISTING_FLAGS, split_relative
 
 _READ_BYTES = 1 << 20
-# O_NONBLOCK: a FIFO under a frame's name must not hang the check.
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 MAX_SHOWN = 1000  # problems listed per manifest; the count stays exact
 
 # Problem kinds, in the order a report lists them.
@@ -238,7 +236,7 @@ def _check_file(folder: Path, parts: list[str], size: int, checksum: str) -> tup
         if folder.joinpath(*parts[:depth]).is_symlink():
             return "not-a-file", "a folder on its path is a symlink"
     try:
-        fd = os.open(path, _FILE_FLAGS)
+        fd = os.open(path, READ_EXISTING_FLAGS)
     except FileNotFoundError:
         return "missing", "listed in the manifest, not found"
     except OSError as exc:
