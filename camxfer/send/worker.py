@@ -233,7 +233,7 @@ class ConnectionWorker(threading.Thread):
                 self._connection_lost(str(exc))
                 return
             except Unsendable as exc:
-                # This file alone: it crashed the worker, and so ended the whole run.
+                # Nothing of it went out: this file alone fails, and the connection goes on.
                 del self._inflight[conn.next_seq]
                 self.results.put(Result("failed", item, reason=f"cannot be sent: {exc}"))
                 return
